@@ -1,0 +1,27 @@
+# Third-party targets, resolved once. With LW_PORTABLE the non-CUDA libraries are
+# linked statically (spdlog and fmt header-only) so GPU binaries run on machines
+# that lack our Debian packages.
+if(LW_PORTABLE)
+  find_library(LW_ZSTD_STATIC NAMES libzstd.a REQUIRED)
+  find_library(LW_XXHASH_STATIC NAMES libxxhash.a REQUIRED)
+  add_library(lw_zstd INTERFACE)
+  target_link_libraries(lw_zstd INTERFACE ${LW_ZSTD_STATIC})
+  add_library(lw_xxhash INTERFACE)
+  target_link_libraries(lw_xxhash INTERFACE ${LW_XXHASH_STATIC})
+  find_package(fmt REQUIRED)
+  find_package(spdlog REQUIRED)
+  add_library(lw_spdlog INTERFACE)
+  target_compile_definitions(lw_spdlog INTERFACE SPDLOG_HEADER_ONLY SPDLOG_FMT_EXTERNAL FMT_HEADER_ONLY)
+  target_include_directories(lw_spdlog INTERFACE
+    $<TARGET_PROPERTY:spdlog::spdlog,INTERFACE_INCLUDE_DIRECTORIES>)
+  target_link_libraries(lw_spdlog INTERFACE Threads::Threads)
+  set(CMAKE_EXE_LINKER_FLAGS "${CMAKE_EXE_LINKER_FLAGS} -static-libstdc++ -static-libgcc")
+else()
+  find_package(spdlog REQUIRED)
+  add_library(lw_zstd INTERFACE)
+  target_link_libraries(lw_zstd INTERFACE PkgConfig::ZSTD)
+  add_library(lw_xxhash INTERFACE)
+  target_link_libraries(lw_xxhash INTERFACE PkgConfig::XXHASH)
+  add_library(lw_spdlog INTERFACE)
+  target_link_libraries(lw_spdlog INTERFACE spdlog::spdlog)
+endif()
