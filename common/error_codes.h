@@ -49,6 +49,7 @@
   X(kFragIncomplete, "LW-FRAG-009", Corrupt, "an interrupted split left a temporary folder") \
   X(kFragLayerRange, "LW-FRAG-010", BadInput, "a layer range is empty or outside the model") \
   X(kFragTensorLookup, "LW-FRAG-011", NotFound, "a tensor is not in the store")              \
+  X(kFragGgufGaps, "LW-FRAG-012", Unsupported, "the GGUF holds too many non-zero bytes outside its tensors") \
   /* ---- quant formats (fragments/quant.*) ---- */                                          \
   X(kQuantSize, "LW-QUANT-001", BadInput, "element count not a multiple of the block size")  \
   /* ---- synth (fragments/synth.*) ---- */                                                  \
@@ -67,5 +68,19 @@
   X(kWireDecode, "LW-WIRE-004", BadInput, "corrupt zstd frame or wrong decoded size")        \
   X(kWireEncoding, "LW-WIRE-005", BadInput, "unknown tensor encoding")                       \
   X(kWireTooLarge, "LW-WIRE-006", BadInput, "tensor larger than the configured limit")       \
+  X(kWireProtocolVersion, "LW-WIRE-007", Unsupported, "client and server speak different protocol versions") \
+  /* ---- server (server/, common/config) ---- */                                            \
+  X(kSrvSessionLimit, "LW-SRV-001", Overloaded, "max_sessions sessions are already open")    \
+  X(kSrvBusy, "LW-SRV-002", Overloaded, "the compute queue is full or the server is not serving") \
+  X(kSrvSessionTokens, "LW-SRV-003", BadInput, "positions past the session's maxTokens or the server's KV budget") \
+  X(kSrvDigest, "LW-SRV-004", BadInput, "client and server hold different manifests (digest mismatch)") \
+  X(kSrvArchitecture, "LW-SRV-005", BadInput, "client expects another model architecture")  \
+  X(kSrvMessageSize, "LW-SRV-006", BadInput, "an RPC message is larger than max_message_bytes") \
+  X(kSrvListen, "LW-SRV-007", Io, "the server cannot listen on the configured address")     \
+  X(kSrvVerify, "LW-SRV-008", Corrupt, "the server's fragments failed verification at startup") \
+  X(kAuthMissing, "LW-AUTH-001", BadInput, "the server requires a token and none was sent") \
+  X(kAuthWrong, "LW-AUTH-002", BadInput, "the auth token does not match the server's")      \
+  X(kAuthFile, "LW-AUTH-003", BadInput, "the auth token file is unreadable, empty or readable by others") \
+  X(kCfgValue, "LW-CFG-001", BadInput, "a config value is out of range or invalid")         \
   /* ---- internal ---- */                                                                   \
   X(kInternal, "LW-INT-001", Internal, "an internal invariant failed (a bug; please report)")

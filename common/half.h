@@ -52,7 +52,8 @@ inline uint16_t fp32_to_fp16(float f) {
   }
   uint32_t h = ((abs >> 13) - (112u << 10));
   const uint32_t rem = abs & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+  // Branch-free round-to-nearest-even: real data makes the branchy form mispredict.
+  h += static_cast<uint32_t>(rem > 0x1000u) | (static_cast<uint32_t>(rem == 0x1000u) & h & 1u);
   return static_cast<uint16_t>(sign | h);
 }
 

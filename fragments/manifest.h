@@ -56,6 +56,7 @@ struct Manifest {
   uint64_t gguf_alignment = 32;
   uint64_t gguf_size = 0;        // original file size
   uint64_t gguf_data_offset = 0; // absolute offset of the data section in the original
+  Hash128 gguf_xxh3;             // xxh3-128 of the whole original file; join checks its output
   std::vector<GgufGap> gguf_gaps;
   std::vector<ManifestFragment> fragments;
   Hash128 digest;  // manifest_digest() of the above

@@ -69,6 +69,9 @@ struct VerifyProblem {
 };
 struct VerifyReport {
   std::vector<VerifyProblem> problems;
+  // Findings that do not make the store bad, e.g. a leftover "<dir>.partial-<pid>" folder
+  // of an interrupted split beside it (LW-FRAG-009). Not counted by ok().
+  std::vector<VerifyProblem> warnings;
   uint64_t files_checked = 0;
   uint64_t bytes_checked = 0;
   double seconds = 0;
@@ -78,6 +81,10 @@ struct VerifyReport {
 // manifest itself cannot be read or fails its digest (LW-FRAG-006 / 007).
 VerifyReport store_verify(const std::filesystem::path& dir, const VerifyOptions& options);
 
+// Writes "<out_gguf>.partial-<pid>", checking every tensor's xxh3 as it is copied and the
+// whole result against the manifest's gguf xxh3, then renames it over out_gguf (replacing an
+// existing file: callers that must not overwrite check first). Throws LW-FRAG-00x naming the
+// file and tensor on any mismatch, and leaves nothing behind.
 void store_join(const std::filesystem::path& dir, const std::filesystem::path& out_gguf,
                 const ProgressFn& progress);
 
@@ -97,6 +104,7 @@ class FragmentStore {
   std::filesystem::path dir_;
   Manifest manifest_;
   std::map<std::string, MappedFile, std::less<>> maps_;
+  std::map<std::string, std::span<const uint8_t>, std::less<>> verified_;  // by tensor name
 };
 
 }  // namespace lw
