@@ -1,10 +1,9 @@
 #include "common/config.h"
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
 
@@ -33,8 +32,8 @@ void read_value(const json& value, const std::string& source, const std::string&
     if constexpr (std::is_unsigned_v<T>) {
       if (value.is_number_unsigned()) {
         const uint64_t v = value.get<uint64_t>();
-        if (v > std::numeric_limits<T>::max()) wrong("an integer of at most " +
-                                                     std::to_string(std::numeric_limits<T>::max()));
+        if (v > std::numeric_limits<T>::max())
+          wrong("an integer of at most " + std::to_string(std::numeric_limits<T>::max()));
         *out = static_cast<T>(v);
       } else {
         wrong("a non-negative integer");
@@ -82,6 +81,8 @@ const std::map<std::string, Field>& server_fields() {
        make_field("max_tokens_per_call", &ServerConfig::max_tokens_per_call)},
       {"max_message_bytes", make_field("max_message_bytes", &ServerConfig::max_message_bytes)},
       {"max_queued_calls", make_field("max_queued_calls", &ServerConfig::max_queued_calls)},
+      {"drain_timeout_seconds",
+       make_field("drain_timeout_seconds", &ServerConfig::drain_timeout_seconds)},
       {"compression", make_field("compression", &ServerConfig::compression)},
       {"zstd_level", make_field("zstd_level", &ServerConfig::zstd_level)},
       {"compress_min_bytes", make_field("compress_min_bytes", &ServerConfig::compress_min_bytes)},
@@ -94,8 +95,7 @@ const std::map<std::string, Field>& server_fields() {
 
 [[noreturn]] void bad_value(const std::string& field, const std::string& value,
                             const std::string& expected) {
-  throw Error(ErrorCode::kCfgValue,
-              "config field \"" + field + "\" = " + value + ": " + expected);
+  throw Error(ErrorCode::kCfgValue, "config field \"" + field + "\" = " + value + ": " + expected);
 }
 
 bool valid_listen(const std::string& address) {
@@ -122,6 +122,7 @@ ServerConfig server_config_from_json(const std::string& text, const std::string&
   ServerConfig config;
   const auto& fields = server_fields();
   for (const auto& [key, value] : root.items()) {
+    if (!key.empty() && key[0] == '_') continue;  // "_comment" keys document the file
     const auto it = fields.find(key);
     if (it == fields.end()) {
       std::string known;

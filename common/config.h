@@ -45,6 +45,9 @@ struct ServerConfig {
   uint64_t max_message_bytes = 128ull << 20;
   // Forward calls waiting for the compute thread; one more is refused as overloaded.
   uint32_t max_queued_calls = 256;
+  // On SIGTERM, the longest wait for the calls in flight to finish before they are cancelled;
+  // 0 = cancel them at once.
+  uint32_t drain_timeout_seconds = 30;
   // Reply compression: "auto" (shuffle+zstd when it pays), "off", "zstd", "shuffle-zstd";
   // only encodings the client listed in its handshake are ever used.
   std::string compression = "auto";
@@ -62,8 +65,9 @@ struct ServerConfig {
 };
 
 // Parses a JSON object into a ServerConfig; absent keys keep their defaults. `source`
-// names the file in errors. Throws LW-JSON-001 (not JSON / not an object) or LW-JSON-002
-// (unknown key, wrong type), naming the key.
+// names the file in errors. Keys starting with '_' are comments and ignored. Throws
+// LW-JSON-001 (not JSON / not an object) or LW-JSON-002 (unknown key, wrong type), naming
+// the key.
 ServerConfig server_config_from_json(const std::string& text, const std::string& source);
 // Reads and parses a file (LW-IO-001 when it cannot be read).
 ServerConfig server_config_load(const std::filesystem::path& path);

@@ -82,5 +82,20 @@
   X(kAuthWrong, "LW-AUTH-002", BadInput, "the auth token does not match the server's")      \
   X(kAuthFile, "LW-AUTH-003", BadInput, "the auth token file is unreadable, empty or readable by others") \
   X(kCfgValue, "LW-CFG-001", BadInput, "a config value is out of range or invalid")         \
+  X(kSrvMalformed, "LW-SRV-009", BadInput, "bytes on the RPC port are not a Cap'n Proto RPC message") \
+  /* ---- client (client/: RemoteLayerExecutor, routing, failover) ---- */                   \
+  X(kClientConnect, "LW-CLIENT-001", Io, "a layer server could not be reached, or a call to it failed or timed out") \
+  X(kClientCoverage, "LW-CLIENT-002", BadInput, "the servers' layer ranges leave some layers of the model uncovered") \
+  X(kClientRange, "LW-CLIENT-003", BadInput, "a server's layer range overlaps another's or differs from the config") \
+  X(kClientFailover, "LW-CLIENT-004", Io, "a server failed and no replica could take over its layers") \
+  X(kClientModel, "LW-CLIENT-005", BadInput, "a server's model does not match the client's (hidden size or answer)") \
+  X(kClientSessionFull, "LW-CLIENT-006", BadInput, "a request would exceed the session's token capacity") \
+  /* ---- tokenizer and sampler (client/tokenizer*, sampler*, chat_format*) ---- */         \
+  X(kTokMetadata, "LW-TOK-001", BadInput, "the tokenizer metadata (tokenizer.ggml.*) is missing, malformed or inconsistent") \
+  X(kTokUnsupported, "LW-TOK-002", Unsupported, "tokenizer model or pre-tokenizer type not supported") \
+  X(kTokUnknownId, "LW-TOK-003", BadInput, "a token id is outside the vocabulary") \
+  X(kTokUnencodable, "LW-TOK-004", BadInput, "the text holds a byte the vocabulary cannot represent") \
+  X(kTokSamplerParam, "LW-TOK-005", BadInput, "a sampling parameter is out of range") \
+  X(kTokChat, "LW-TOK-006", BadInput, "a chat conversation is malformed (roles out of order, empty)") \
   /* ---- internal ---- */                                                                   \
   X(kInternal, "LW-INT-001", Internal, "an internal invariant failed (a bug; please report)")

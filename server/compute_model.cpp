@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "engine/layer_stack.h"
+#include "fragments/arch.h"
 #include "fragments/manifest.h"
 #include "fragments/store.h"
 #include "kernels/backend.h"
@@ -90,8 +91,8 @@ class NoopModel final : public ComputeModel {
   const ModelInfo& info() const override { return info_; }
   void open(uint64_t session) override {
     if (!lengths_.emplace(session, 0).second) {
-      throw Error(ErrorCode::kEngineSession, "session " + std::to_string(session) +
-                                                 " is already open");
+      throw Error(ErrorCode::kEngineSession,
+                  "session " + std::to_string(session) + " is already open");
     }
   }
   void close(uint64_t session) override {
@@ -113,17 +114,17 @@ class NoopModel final : public ComputeModel {
                std::span<float> out) override {
     int64_t& current = get(session);
     if (start != current) {
-      throw Error(ErrorCode::kEnginePosition,
-                  "session " + std::to_string(session) + ": start position " +
-                      std::to_string(start) + " is not the session length " +
-                      std::to_string(current));
+      throw Error(ErrorCode::kEnginePosition, "session " + std::to_string(session) +
+                                                  ": start position " + std::to_string(start) +
+                                                  " is not the session length " +
+                                                  std::to_string(current));
     }
     const uint64_t need = blocks(current + n_tokens) - blocks(current);
     if (used_blocks_ + need > total_blocks_) {
-      throw Error(ErrorCode::kKvExhausted,
-                  "session " + std::to_string(session) + ": " + std::to_string(need) +
-                      " more KV blocks needed, " + std::to_string(total_blocks_ - used_blocks_) +
-                      " of " + std::to_string(total_blocks_) + " free");
+      throw Error(ErrorCode::kKvExhausted, "session " + std::to_string(session) + ": " +
+                                               std::to_string(need) + " more KV blocks needed, " +
+                                               std::to_string(total_blocks_ - used_blocks_) +
+                                               " of " + std::to_string(total_blocks_) + " free");
     }
     used_blocks_ += need;
     current += n_tokens;
@@ -155,16 +156,35 @@ class NoopModel final : public ComputeModel {
 std::unique_ptr<ComputeModel> load_compute_model(const ServerConfig& config) {
   auto log = logger("server");
   const Manifest manifest = manifest_load(config.fragments_dir);
+  // Detect the architecture again from the manifest's GGUF metadata and tensor shapes (as
+  // split did) and insist it agrees with the recorded hyper-parameters.
+  std::vector<TensorDesc> tensors;
+  for (const ManifestFragment& f : manifest.fragments) {
+    for (const ManifestTensor& t : f.tensors) tensors.push_back(TensorDesc{t.name, t.type, t.ne});
+  }
+  const ModelParams detected = detect_architecture(manifest.metadata, tensors);
+  const ModelParams& recorded = manifest.params;
+  if (detected.preset != recorded.preset || detected.dim != recorded.dim ||
+      detected.n_layers != recorded.n_layers || detected.head_dim != recorded.head_dim ||
+      detected.n_kv_heads != recorded.n_kv_heads || detected.ffn_dim != recorded.ffn_dim) {
+    throw Error(ErrorCode::kArchShape,
+                config.fragments_dir + "/manifest.json: its params (" + recorded.preset + ", dim " +
+                    std::to_string(recorded.dim) + ", " + std::to_string(recorded.n_layers) +
+                    " layers) disagree with the architecture detected from its metadata and "
+                    "tensors (" +
+                    detected.preset + ", dim " + std::to_string(detected.dim) + ", " +
+                    std::to_string(detected.n_layers) + " layers)");
+  }
   const LayerRange range =
       config.layers.empty()
           ? LayerRange{0, static_cast<int>(manifest.params.n_layers)}
           : LayerRange::parse(config.layers, static_cast<int>(manifest.params.n_layers));
-  log->info("model {} (digest {}), serving layers {} of {}", manifest.params.preset,
+  log->info("detected architecture {} (digest {}), serving layers {} of {}", detected.preset,
             manifest.digest.hex(), range.to_string(), manifest.params.n_layers);
 
   VerifyOptions verify;
   verify.jobs = config.verify_jobs != 0 ? config.verify_jobs
-                                         : std::max(1u, std::thread::hardware_concurrency());
+                                        : std::max(1u, std::thread::hardware_concurrency());
   verify.selection.layers = range;
   verify.selection.head = false;
   verify.selection.all = false;
@@ -176,10 +196,9 @@ std::unique_ptr<ComputeModel> load_compute_model(const ServerConfig& config) {
       if (!p.tensor.empty()) what += ": tensor " + p.tensor;
       what += ": " + p.detail;
     }
-    throw Error(ErrorCode::kSrvVerify, config.fragments_dir + ": " +
-                                           std::to_string(report.problems.size()) +
-                                           " problem(s) in the fragments of layers " +
-                                           range.to_string() + ":" + what);
+    throw Error(ErrorCode::kSrvVerify,
+                config.fragments_dir + ": " + std::to_string(report.problems.size()) +
+                    " problem(s) in the fragments of layers " + range.to_string() + ":" + what);
   }
   log->info("verified {} fragment file(s), {} bytes, in {:.2f} s", report.files_checked,
             report.bytes_checked, report.seconds);

@@ -75,7 +75,8 @@ kj::Exception ComputeQueue::current_exception_to_kj() {
   } catch (const kj::Exception& e) {
     return e;
   } catch (const std::exception& e) {
-    return to_rpc_exception(Error(ErrorCode::kInternal, std::string("compute thread: ") + e.what()));
+    return to_rpc_exception(
+        Error(ErrorCode::kInternal, std::string("compute thread: ") + e.what()));
   } catch (...) {
     return to_rpc_exception(Error(ErrorCode::kInternal, "compute thread: unknown exception"));
   }

@@ -1,18 +1,47 @@
 #include "server/metrics.h"
 
 #include <cstdio>
+#include <string>
 
 namespace lw {
 
 const char* server_phase_name(ServerPhase phase) {
   switch (phase) {
-    case ServerPhase::Loading: return "loading";
-    case ServerPhase::Ok: return "ok";
-    case ServerPhase::Degraded: return "degraded";
-    case ServerPhase::Draining: return "draining";
-    case ServerPhase::Failed: return "failed";
+    case ServerPhase::Loading:
+      return "loading";
+    case ServerPhase::Ok:
+      return "ok";
+    case ServerPhase::Degraded:
+      return "degraded";
+    case ServerPhase::Draining:
+      return "draining";
+    case ServerPhase::Failed:
+      return "failed";
   }
   return "unknown";
+}
+
+HealthStatus server_health(const MetricsSnapshot& s, uint64_t max_queued_calls) {
+  switch (s.phase) {
+    case ServerPhase::Loading:
+      return {"loading", s.reason.empty() ? "loading the model" : s.reason};
+    case ServerPhase::Draining:
+    case ServerPhase::Failed:
+    case ServerPhase::Degraded:
+      return {"degraded", std::string(server_phase_name(s.phase)) + ": " + s.reason};
+    case ServerPhase::Ok:
+      break;
+  }
+  if (s.model.kv_budget_tokens != 0 && s.kv_used_tokens >= s.model.kv_budget_tokens) {
+    return {"degraded", "KV cache budget full: " + std::to_string(s.kv_used_tokens) + " of " +
+                            std::to_string(s.model.kv_budget_tokens) + " tokens in use"};
+  }
+  if (s.calls_in_flight >= max_queued_calls) {
+    return {"degraded",
+            "compute queue full: " + std::to_string(s.calls_in_flight) +
+                " calls in flight, max_queued_calls = " + std::to_string(max_queued_calls)};
+  }
+  return {"ok", ""};
 }
 
 void ServerMetrics::set_phase(ServerPhase phase, const std::string& reason) {

@@ -16,16 +16,16 @@ namespace lw {
 
 // What the server serves, fixed once loading is done (shown by /info and the handshake).
 struct ModelInfo {
-  std::string preset;         // detected architecture: "mistral-7b", "llama-generic", ...
-  std::string digest;         // manifest digest, 32 lowercase hex
-  uint32_t n_layers = 0;      // layers of the whole model
-  uint32_t layer_begin = 0;   // served layers [layer_begin, layer_end)
+  std::string preset;        // detected architecture: "mistral-7b", "llama-generic", ...
+  std::string digest;        // manifest digest, 32 lowercase hex
+  uint32_t n_layers = 0;     // layers of the whole model
+  uint32_t layer_begin = 0;  // served layers [layer_begin, layer_end)
   uint32_t layer_end = 0;
-  uint32_t hidden_size = 0;   // dim of the hidden states
-  std::string backend;        // "cpu", "cuda"
-  std::string device;         // backend description
-  std::string compute;        // "layers" or "noop" (benchmark aid)
-  uint64_t weight_bytes = 0;  // bytes of the served weights as stored
+  uint32_t hidden_size = 0;       // dim of the hidden states
+  std::string backend;            // "cpu", "cuda"
+  std::string device;             // backend description
+  std::string compute;            // "layers" or "noop" (benchmark aid)
+  uint64_t weight_bytes = 0;      // bytes of the served weights as stored
   uint64_t kv_budget_tokens = 0;  // the KV pool, in tokens (whole blocks)
 };
 
@@ -63,7 +63,16 @@ struct MetricsSnapshot {
 // Upper bounds of the forward latency histogram buckets, in seconds.
 inline constexpr std::array<double, MetricsSnapshot::kBuckets> kLatencyBucketsSeconds = {
     25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
-    25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0};
+    25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0,  10.0};
+
+// What /health and LayerServer.health report: "loading" until the model is ready; "ok";
+// "degraded" with a reason when the server is draining or failed, the KV budget has no free
+// token left, or max_queued_calls calls wait for the compute thread.
+struct HealthStatus {
+  std::string status;  // "ok" | "loading" | "degraded"
+  std::string reason;  // empty when ok
+};
+HealthStatus server_health(const MetricsSnapshot& s, uint64_t max_queued_calls);
 
 class ServerMetrics {
  public:

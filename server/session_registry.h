@@ -24,7 +24,7 @@ class SessionRegistry {
     uint64_t owner = 0;
     uint32_t max_tokens = 0;  // positions [0, max_tokens) may be used
     Clock::time_point last_used;
-    uint32_t in_flight = 0;   // calls queued or running; such a session never expires
+    uint32_t in_flight = 0;  // calls queued or running; such a session never expires
   };
 
   // ttl zero: sessions never expire.
