@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "fragments/arch.h"
 #include "fragments/gguf.h"
 #include "fragments/store.h"
@@ -64,7 +65,8 @@ class InspectCommand : public Command {
         "ne[1] with the row length first, bytes), bytes per quant type and the total. For a "
         "store also the fragments and the manifest digest (the manifest is checked, the "
         "fragment files are not: use verify); for a GGUF also its version, alignment, data "
-        "offset and metadata key count.\n\n"
+        "offset, metadata key count and the xxh3-128 of the whole file (the gguf.xxh3 that a "
+        "store split from it records).\n\n"
         "Examples:\n"
         "  fragment_tool inspect /models/mistral-7b.store\n"
         "  fragment_tool inspect model.gguf --json | jq .bytes_per_type");
@@ -108,6 +110,9 @@ class InspectCommand : public Command {
       }
     } else {
       GgufFile g = GgufFile::open(path_);
+      // The file's own digest: the xxh3-128 a store split from it records as gguf.xxh3
+      // (and join checks), so a GGUF and a store can be matched.
+      const Hash128 file_hash = xxh3_128(g.file_data(), g.file_size());
       out = json{{"kind", "gguf"},
                  {"path", path_},
                  {"gguf", json{{"version", g.version()},
@@ -115,7 +120,8 @@ class InspectCommand : public Command {
                                {"size", g.file_size()},
                                {"data_offset", g.data_offset()},
                                {"kv_count", g.metadata().size()},
-                               {"tensor_count", g.tensors().size()}}}};
+                               {"tensor_count", g.tensors().size()},
+                               {"xxh3", file_hash.hex()}}}};
       for (const GgufTensorInfo& t : g.tensors()) rows.push_back({t.name, t.type, t.ne, t.size, ""});
       std::string arch_error;
       ModelParams params;
@@ -134,6 +140,8 @@ class InspectCommand : public Command {
         std::printf("alignment       %llu\n", static_cast<unsigned long long>(g.alignment()));
         std::printf("data offset     %llu\n", static_cast<unsigned long long>(g.data_offset()));
         std::printf("metadata keys   %zu\n", g.metadata().size());
+        std::printf("xxh3-128        %s (the gguf.xxh3 of a store split from it)\n",
+                    file_hash.hex().c_str());
         if (arch_error.empty()) {
           print_params(params);
         } else {

@@ -188,6 +188,27 @@ TEST_F(StoreCorruptionTest, NamedCorruptionsAreReported) {
          edit_manifest(s, [](nlohmann::json& j) { j["fragments"][2]["size"] = 12345; }, true);
        },
        ErrorCode::kManifestParse, "", "", true},
+      {"manifest tensor offset moved (digest recomputed)",
+       [&](const fs::path& s) {
+         edit_manifest(s, [](nlohmann::json& j) {
+           auto& t = j["fragments"][3]["tensors"][1]["offset"];
+           t = t.get<uint64_t>() + 256;
+         }, true);
+       },
+       ErrorCode::kManifestParse, "", "", true},
+      {"manifest tensor size edited (digest recomputed)",
+       [&](const fs::path& s) {
+         edit_manifest(s, [](nlohmann::json& j) {
+           auto& t = j["fragments"][3]["tensors"][2]["size"];
+           t = t.get<uint64_t>() - 34;
+         }, true);
+       },
+       ErrorCode::kManifestParse, "", "", true},
+      {"manifest layer number edited (digest recomputed)",
+       [&](const fs::path& s) {
+         edit_manifest(s, [](nlohmann::json& j) { j["fragments"][3]["layer"] = 0; }, true);
+       },
+       ErrorCode::kManifestParse, "", "", true},
       {"manifest made invalid JSON",
        [&](const fs::path& s) {
          std::vector<uint8_t> b = read_bytes(s / kManifestFile);
