@@ -51,13 +51,24 @@ class BenchCommand : public Command {
         "weight bandwidth decode achieves against it. Hidden states are random and the head "
         "is not run, so --layers can time a sub-range of a model too big or slow to run "
         "whole.");
-    app->add_option("--fragments", dir_, "fragment store folder (made by fragment_tool split)")
-        ->required()
-        ->check(CLI::ExistingDirectory);
+    auto* fragments =
+        app->add_option("--fragments", dir_, "fragment store folder (made by fragment_tool split)")
+            ->check(CLI::ExistingDirectory);
+    // --config: the same pp / tg tests across a cluster (cluster_bench_command.cpp).
+    app->add_option("--config", config_,
+                    "client config: bench the cluster it describes instead of one process "
+                    "(per-hop latency, bytes per token)")
+        ->check(CLI::ExistingFile)
+        ->excludes(fragments);
     app->add_option("-p,--prompt", prompt_, "prefill test size in tokens (0 skips it)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app->add_option("-n,--gen", gen_, "decode test size in tokens (0 skips it)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app->add_option("--batch-sessions", batch_sessions_,
+                    "also time batched decode: this many sessions decode --gen steps together, "
+                    "one token each per forward call (aggregate tokens/s; 0 skips it)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app->add_option("--layers", layers_, "layer range A-B (inclusive) or N; default all");
@@ -75,10 +86,17 @@ class BenchCommand : public Command {
         "  fragment_tool synth --preset mistral-7b --layers 2 -o m2.gguf && fragment_tool "
         "split m2.gguf -o m2.store\n"
         "  layerwire bench --fragments m2.store -p 512 -n 128 --json\n"
-        "  layerwire bench --fragments mistral.store --layers 0-1 -p 64 -n 32\n");
+        "  layerwire bench --fragments mistral.store --layers 0-1 -p 64 -n 32\n"
+        "  layerwire bench --config config/demo-cluster.json -p 64 -n 32   # across servers\n");
   }
 
   int run() override {
+    if (!config_.empty()) {
+      return run_cluster_bench(ClusterBenchOptions{config_, prompt_, gen_, reps_, json_});
+    }
+    if (dir_.empty()) {
+      throw Error(ErrorCode::kCliArgument, "bench: give --fragments DIR or --config FILE");
+    }
     std::unique_ptr<Backend> backend =
         make_backend(backend_.name, backend_.device, backend_.threads);
     FragmentStore store = FragmentStore::open(dir_);
@@ -87,8 +105,10 @@ class BenchCommand : public Command {
                                  ? LayerRange{0, static_cast<int>(p.n_layers)}
                                  : LayerRange::parse(layers_, static_cast<int>(p.n_layers));
     LayerStackOptions options;
-    options.max_batch_tokens = std::max(prompt_, 1);
-    options.kv.budget_tokens = std::max(prompt_, gen_) + options.kv.block_size;
+    options.max_batch_tokens = std::max({prompt_, 1, batch_sessions_});
+    options.kv.budget_tokens = std::max(prompt_, gen_) + options.kv.block_size +
+                               static_cast<int64_t>(batch_sessions_) *
+                                   (gen_ + 2 * options.kv.block_size);
     const auto load0 = Clock::now();
     LayerStack stack(store, range, *backend, options);
     const double load_s = seconds_since(load0);
@@ -133,6 +153,31 @@ class BenchCommand : public Command {
       }
       results.push_back(r);
     }
+    if (batch_sessions_ > 0 && gen_ > 0) {
+      // N sessions, each decoding gen_ tokens; every forward call carries one token of each.
+      const int n = batch_sessions_;
+      std::vector<float> in(static_cast<size_t>(n) * dim), out(in.size());
+      TestResult r{"tg" + std::to_string(gen_) + "x" + std::to_string(n), gen_ * n, {}};
+      for (int rep = -1; rep < reps_; ++rep) {
+        const int steps = rep < 0 ? std::min(gen_, 16) : gen_;
+        std::vector<BatchEntry> batch(static_cast<size_t>(n));
+        for (int s = 0; s < n; ++s) {
+          batch[s].session = next_session++;
+          batch[s].n_tokens = 1;
+          stack.kv().open(batch[s].session);
+        }
+        const auto t0 = Clock::now();
+        for (int i = 0; i < steps; ++i) {
+          for (float& x : in) x = dist(rng);
+          for (BatchEntry& e : batch) e.start = i;
+          stack.forward(batch, in, out);
+        }
+        const double t = seconds_since(t0);
+        for (const BatchEntry& e : batch) stack.kv().close(e.session);
+        if (rep >= 0) r.seconds.push_back(t);
+      }
+      results.push_back(r);
+    }
     CopyBandwidth bw;
     if (bw_mib_ > 0) {
       ThreadPool pool(backend_.threads);
@@ -149,7 +194,7 @@ class BenchCommand : public Command {
     const double weight_bytes = static_cast<double>(stack.weight_bytes());
     double decode_bw = 0;
     for (const TestResult& r : results) {
-      if (r.name.rfind("tg", 0) == 0) decode_bw = weight_bytes * r.tokens_per_s();
+      if (r.name.rfind("tg", 0) == 0 && r.name.find('x') == std::string::npos) decode_bw = weight_bytes * r.tokens_per_s();
     }
     const double fraction = bw.bytes_per_s > 0 ? decode_bw / bw.bytes_per_s : 0;
     if (json_) {
@@ -206,10 +251,12 @@ class BenchCommand : public Command {
   }
 
   std::string dir_;
+  std::string config_;  // --config: cluster bench
   int prompt_ = 512;
   int gen_ = 128;
   std::string layers_;
   int reps_ = 3;
+  int batch_sessions_ = 0;
   int bw_mib_ = 512;
   bool json_ = false;
   BackendOptions backend_;

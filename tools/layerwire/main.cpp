@@ -90,6 +90,11 @@ int run(int argc, char** argv) {
   std::vector<std::unique_ptr<Command>> commands;
   commands.push_back(make_eval(app, global));
   commands.push_back(make_bench(app, global));
+  commands.push_back(make_tokenize(app, global));
+  commands.push_back(make_detokenize(app, global));
+  commands.push_back(make_generate(app, global));
+  commands.push_back(make_chat(app, global));
+  commands.push_back(make_status(app, global));
   for (auto& c : commands) c->app->footer(kExitCodesHelp);
 
   try {
