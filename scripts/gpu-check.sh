@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The one command the GPU machine runs: correctness first, then speed, each phase under its
+# own `timeout` so a hang in one phase costs only that phase. Uses the portable binaries of
+# scripts/build-portable.sh (BIN, default .portable/bin). Logs go to $OUT (default
+# /tmp/lw-gpu-out); a short table of every phase and number is printed last.
+# Phases: env (GPU, libraries) | tests (lw_cuda_tests: synthesizes its own tiny models) |
+# memcheck (compute-sanitizer on the op tests) | synth (mistral-7b q4_k_m, 32 layers, split;
+# runs on the CPUs in the background while the tests use the GPU) | bench (tg128, pp512,
+# 32 sessions batched decode) | tune (decode variants) | ncu (the main GEMV) | magistral
+# (40 layers, if time allows).
+# Environment: PHASES (default: all of them, in that order),
+# WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-.portable/bin}
+OUT=${OUT:-/tmp/lw-gpu-out}
+WORK=${WORK:-/tmp/lw-gpu-work}
+PHASES=${PHASES:-"env tests memcheck synth bench tune ncu magistral"}
+REPS=${BENCH_REPS:-3}
+mkdir -p "$OUT" "$WORK"
+T0=$(date +%s)
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+elapsed() { echo $(($(date +%s) - T0)); }
+note() { echo "$*" | tee -a "$SUMMARY"; }
+# run_phase NAME SECONDS CMD...: runs CMD with a time limit, output appended to
+# $OUT/$LOG.log (LOG defaults to NAME; at most 8 files come back from the machine).
+run_phase() {
+  local name=$1 limit=$2 log="$OUT/${LOG:-$1}.log"
+  shift 2
+  local t=$(date +%s)
+  echo "=== [$name] start at +$(elapsed)s (limit ${limit}s): $*" | tee -a "$log" >&2
+  timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
+  local rc=$?
+  note "phase $name: rc=$rc in $(($(date +%s) - t))s$([[ $rc == 124 || $rc == 137 ]] && echo ' (TIMED OUT)')"
+  return $rc
+}
+
+# Shared libraries build-portable.sh bundled (BIN/../lib); cuBLAS comes from the machine's
+# CUDA toolkit or a pip wheel.
+export LD_LIBRARY_PATH="$PWD/$BIN/../lib:${LD_LIBRARY_PATH:-}"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+  $(dirname "$(find / -xdev -name 'libcublas.so.13*' 2>/dev/null | head -n 1)" 2>/dev/null); do
+  [[ -e "$d/libcublas.so.13" ]] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}" && break
+done
+
+if want env; then
+  {
+    nvidia-smi
+    nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,clocks.max.sm --format=csv
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    for b in "$BIN"/*; do echo "== $b"; ldd "$b"; done
+    nproc; free -g; df -h /tmp
+    which ncu compute-sanitizer nsys || true
+  } >"$OUT/env.log" 2>&1
+  note "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
+  # The bandwidth ceiling: a 2 GiB device-to-device copy (read + write bytes), median of 20.
+  timeout 60 python3 - >>"$OUT/env.log" 2>&1 <<'PY'
+import torch
+a = torch.empty(2 << 30, dtype=torch.uint8, device="cuda"); a.random_(0, 255)
+b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+ts = []
+for _ in range(20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); b.copy_(a); e.record(); e.synchronize(); ts.append(s.elapsed_time(e) / 1e3)
+ts.sort()
+print("d2d copy bandwidth: %.0f GB/s (read+write, median of 20, 2 GiB)" % (2 * a.numel() / ts[10] / 1e9))
+PY
+  grep 'd2d copy' "$OUT/env.log" | tee -a "$SUMMARY"
+fi
+
+# The model synthesis is CPU work: start it first, in the background, under its own limit.
+M7="$WORK/m7"
+SYNTH_PID=
+if want synth; then
+  (
+    run_phase synth 330 bash -c "'$BIN/fragment_tool' --no-progress synth --preset mistral-7b \
+      --quant q4_k_m -o '$M7.gguf' -f && '$BIN/fragment_tool' --no-progress split '$M7.gguf' \
+      -o '$M7.store' -f && rm -f '$M7.gguf'"
+  ) &
+  SYNTH_PID=$!
+fi
+
+if want tests; then
+  run_phase tests 150 "$BIN/lw_cuda_tests" --gtest_color=no
+  note "tests: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \]' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
+  grep -E '^\[(model|decode)\]' "$OUT/tests.log" | tee -a "$SUMMARY"
+fi
+if want memcheck && command -v compute-sanitizer >/dev/null; then
+  run_phase memcheck 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+    "$BIN/lw_cuda_tests" --gtest_color=no \
+    --gtest_filter='CudaOps.*:CudaAttention.*:CudaGemv.*:CudaDequant.*:AllTypes/*'
+  note "memcheck: $(grep -E 'ERROR SUMMARY|^\[  (PASSED|FAILED) ' "$OUT/memcheck.log" | tr '\n' ' ')"
+fi
+
+if [[ -n "$SYNTH_PID" ]]; then wait "$SYNTH_PID"; fi
+if want bench && [[ -f "$M7.store/manifest.json" ]]; then
+  LOG=bench run_phase bench 150 "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 512 \
+    -n 128 --batch-sessions 32 --reps "$REPS" --bw-mib 0
+  grep -E '^\||weight bandwidth|backend' "$OUT/bench.log" | tee -a "$SUMMARY"
+fi
+if want tune && [[ -f "$M7.store/manifest.json" ]]; then
+  # Decode variants: graphs off, fusion off, fixed K-splits (tg64, one rep each).
+  for v in "LW_CUDA_GRAPHS=0" "LW_CUDA_FUSE=0" "LW_CUDA_GEMV_SPLITS=4" "LW_CUDA_GEMV_SPLITS=8" \
+    "LW_CUDA_GEMV_SPLITS=16" "LW_CUDA_GEMV_SPLITS=32"; do
+    if (($(elapsed) > 420)); then break; fi
+    (export "$v" LOG=bench; run_phase "tune $v" 40 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 0 -n 64 --reps 1 --bw-mib 0)
+    note "tune $v: $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1)"
+  done
+  if (($(elapsed) < 430)); then
+    (export LW_CUDA_GEMM_SPLIT_ACTS=0 LOG=bench; run_phase "tune one-plane prefill" 40 \
+      "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 512 -n 0 --reps 2 --bw-mib 0)
+    note "tune LW_CUDA_GEMM_SPLIT_ACTS=0: $(grep -E '^\| pp' "$OUT/bench.log" | tail -n 1)"
+  fi
+fi
+if want ncu && command -v ncu >/dev/null && [[ -f "$M7.store/manifest.json" ]]; then
+  # Every kernel of decode steps (layers 0-1, after the graph warm-up), then of the two
+  # prefills of 512 tokens of a one-layer bench (warm-up, timed): time, DRAM bytes.
+  ncu_table() {  # kernel | us | MB read | MB written | GB/s
+    awk '/, Context [0-9]+, Stream/ {n=$0; sub(/\(.*$/, "", n); sub(/^ +void +/, "", n); sub(/^ +/, "", n)}
+         /^ +dram__bytes_read.sum/ {r=$NF; if ($(NF-1)=="Kbyte") r/=1000; if ($(NF-1)=="byte") r/=1e6; if ($(NF-1)=="Gbyte") r*=1000}
+         /^ +dram__bytes_write.sum/ {w=$NF; if ($(NF-1)=="Kbyte") w/=1000; if ($(NF-1)=="byte") w/=1e6; if ($(NF-1)=="Gbyte") w*=1000}
+         /^ +gpu__time_duration.sum/ {t=$NF; if ($(NF-1)=="ms") t*=1000; if ($(NF-1)=="ns") t/=1000;
+            printf "%-60s %9.2f us %9.2f MB rd %8.2f MB wr %7.0f GB/s\n", substr(n,1,60), t, r, w, (r+w)/t*1000}' "$1"
+  }
+  metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum
+  LOG=ncu run_phase ncu_decode 60 ncu --clock-control none --launch-skip 120 --launch-count 26 \
+    --metrics $metrics "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda \
+    --layers 0-1 -p 0 -n 16 --reps 1 --bw-mib 0
+  echo "--- ncu decode (layers 0-1, one step):" | tee -a "$SUMMARY"
+  ncu_table "$OUT/ncu.log" | tee -a "$SUMMARY"
+  LOG=ncu run_phase ncu_prefill 60 ncu --clock-control none --launch-skip 0 --launch-count 70 \
+    --metrics $metrics "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda \
+    --layers 0 -p 512 -n 0 --reps 1 --bw-mib 0
+  echo "--- ncu prefill 512 (layer 0):" | tee -a "$SUMMARY"
+  ncu_table <(sed -n '/ncu_prefill/,$p' "$OUT/ncu.log") | tee -a "$SUMMARY"
+fi
+rm -rf "$M7.store"
+
+MG="$WORK/mg"
+if want magistral && (($(elapsed) < 330)); then
+  left=$((560 - $(elapsed)))
+  LOG=synth run_phase magistral_synth $((left - 90)) bash -c "'$BIN/fragment_tool' --no-progress synth \
+    --preset magistral-small --quant q4_k_m -o '$MG.gguf' -f && '$BIN/fragment_tool' \
+    --no-progress split '$MG.gguf' -o '$MG.store' -f && rm -f '$MG.gguf'"
+  if [[ -f "$MG.store/manifest.json" ]]; then
+    left=$((585 - $(elapsed)))
+    LOG=bench run_phase magistral_bench $left "$BIN/layerwire" bench --fragments "$MG.store" \
+      --backend cuda -p 512 -n 64 --reps 1 --bw-mib 0
+    grep -E '^\||weight bandwidth' "$OUT/bench.log" | tail -n 4 | tee -a "$SUMMARY"
+  fi
+fi
+
+echo
+echo "================ summary (+$(elapsed)s) ================"
+cat "$SUMMARY"
