@@ -6,7 +6,8 @@
 # Phases: env (GPU, libraries) | tests (lw_cuda_tests: synthesizes its own tiny models) |
 # memcheck (compute-sanitizer on the op tests) | synth (mistral-7b q4_k_m, 32 layers, split;
 # runs on the CPUs in the background while the tests use the GPU) | bench (tg128, pp512,
-# 32 sessions batched decode) | tune (decode variants) | ncu (the main GEMV) | magistral
+# 32 sessions batched decode) | ab (tg128 with the small-batch GEMV on, then
+# LW_CUDA_GEMV_SMALL=0) | tune (decode variants) | ncu (the main GEMV) | magistral
 # (40 layers, if time allows).
 # Environment: PHASES (default: all of them, in that order),
 # WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.portable/bin}
 OUT=${OUT:-/tmp/lw-gpu-out}
 WORK=${WORK:-/tmp/lw-gpu-work}
-PHASES=${PHASES:-"env tests memcheck synth bench tune ncu magistral"}
+PHASES=${PHASES:-"env tests memcheck synth bench ab tune ncu magistral"}
 REPS=${BENCH_REPS:-3}
 mkdir -p "$OUT" "$WORK"
 T0=$(date +%s)
@@ -103,6 +104,16 @@ if want bench && [[ -f "$M7.store/manifest.json" ]]; then
   LOG=bench run_phase bench 150 "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 512 \
     -n 128 --batch-sessions 32 --reps "$REPS" --bw-mib 0
   grep -E '^\||weight bandwidth|backend' "$OUT/bench.log" | tee -a "$SUMMARY"
+fi
+if want ab && [[ -f "$M7.store/manifest.json" ]]; then
+  # The small-batch decode GEMV (gemv_small.cu) vs the tensor-core GEMV, same process image.
+  for v in "LW_CUDA_GEMV_SMALL=1" "LW_CUDA_GEMV_SMALL=0"; do
+    if (($(elapsed) > 450)); then break; fi
+    (export "$v" LOG=bench; run_phase "ab $v" 60 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
+    note "ab $v: $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1)"
+    note "ab $v: $(grep -E 'weight bandwidth' "$OUT/bench.log" | tail -n 1)"
+  done
 fi
 if want tune && [[ -f "$M7.store/manifest.json" ]]; then
   # Decode variants: graphs off, fusion off, fixed K-splits (tg64, one rep each).

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/gemv_small.h"
 #include "kernels/cuda/mma.cuh"
 
 namespace lw::cuda {
@@ -421,6 +422,11 @@ void gemv(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t
     LW_CHECK(mats[i].add_out == nullptr ||
                  (mats[i].add_in != nullptr && mats[i].ld_add >= mats[i].rows),
              "gemv: residual add needs add_in and ld_add >= rows");
+  }
+  const bool small = tuning.small < 0 ? gemv_small_enabled_by_env() : tuning.small != 0;
+  if (small && gemv_small_supported(type, k, n_tok)) {
+    gemv_small(mats, n_mats, k, x, ldx, n_tok, swiglu, stream);
+    return;
   }
   const Plan pl = make_plan(mats, n_mats, k, n_tok, sm_count, pair, tuning.splits,
                             workspace_bytes);

@@ -46,6 +46,9 @@ struct GemvSwiglu {
 
 struct GemvTuning {
   int splits = 0;  // K-splits per tile; 0 = choose from the device's SM count
+  // Small-batch path (gemv_small.h) for n_tok <= 4 of the types it covers: -1 = on unless
+  // LW_CUDA_GEMV_SMALL=0, 0 = off, 1 = on. `splits` does not apply to it (no K-split).
+  int small = -1;
 };
 
 // Sets the kernels' shared-memory limits (once per process; gemv() calls it too). Call it
