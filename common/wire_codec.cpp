@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/half.h"
+#include "common/half_array.h"
 #include "common/hash.h"
 
 namespace lw {
@@ -221,7 +222,7 @@ WireTensor WireCodec::encode(const float* data, std::span<const uint64_t> shape,
   if (t.dtype != WireDtype::F32) {
     t.data.resize(n * 2);
     converted = t.dtype == WireDtype::F16
-                    ? narrow_to_16<fp32_to_fp16, 0x7c00>(data, n, t.data.data())
+                    ? fp32_to_fp16_array(data, n, t.data.data())
                     : narrow_to_16<fp32_to_bf16, 0x7f80>(data, n, t.data.data());
     if (!converted) {
       t.dtype = WireDtype::F32;
@@ -436,7 +437,7 @@ void WireCodec::decode_into(const WireTensorView& t, const DecodeLimits& limits,
       if (raw != out_bytes && n) std::memcpy(out_bytes, raw, t.raw_size);
       break;
     case WireDtype::F16:
-      widen_from_16<fp16_to_fp32>(raw, n, out.data());
+      fp16_to_fp32_array(raw, n, out.data());
       break;
     case WireDtype::BF16:
       widen_from_16<bf16_to_fp32>(raw, n, out.data());

@@ -1,9 +1,10 @@
 // Benchmark of the RPC path (docs/BENCHMARKS.md "Layer server (RPC)"), not a timed test: it
 // is DISABLED_ and asserts nothing about speed. Run it with
 //   build/tests/lw_server_tests --gtest_also_run_disabled_tests --gtest_filter='*RpcBench*'
-// (LW_BENCH_DECODE_ITERS, LW_BENCH_PREFILL_ITERS override the iteration counts).
+// (LW_BENCH_DECODE_ITERS, LW_BENCH_PREFILL_ITERS override the iteration counts;
+// LW_BENCH_DIM=5120 gives magistral-small's hidden size).
 // A loopback layer_server with compute "noop" over a synthesized store of hidden size 4096
-// (mistral-7b's), one layer. Inputs are hidden states produced by that store's layer
+// (mistral-7b's) by default, one layer. Inputs are hidden states produced by that store's layer
 // (engine LayerStack on random N(0,1) input), so compression ratios are those of model
 // outputs rather than of raw noise. Prints one table row per case.
 #include <gtest/gtest.h>
@@ -33,7 +34,8 @@ struct Case {
 };
 
 TEST(RpcBench, DISABLED_LoopbackRoundTrip) {
-  constexpr uint32_t kDim = 4096;
+  const uint32_t kDim = static_cast<uint32_t>(env_int("LW_BENCH_DIM", 4096));
+  ASSERT_TRUE(kDim % 256 == 0 && kDim >= 256) << "LW_BENCH_DIM must be a multiple of 256";
   TempDir dir;
   SynthOptions synth;
   synth.shape = SynthShape{.dim = kDim,
@@ -85,17 +87,18 @@ TEST(RpcBench, DISABLED_LoopbackRoundTrip) {
   const int decode_iters = env_int("LW_BENCH_DECODE_ITERS", 2000);
   const int prefill_iters = env_int("LW_BENCH_PREFILL_ITERS", 50);
   const Case cases[] = {
-      {"decode 1 x 4096 f32 raw", 1, WireDtype::F32, CompressionMode::Off, false},
-      {"decode 1 x 4096 f16 raw", 1, WireDtype::F16, CompressionMode::Off, false},
-      {"decode 1 x 4096 f16 shuffle+zstd", 1, WireDtype::F16, CompressionMode::ShuffleZstd, true},
-      {"prefill 128 x 4096 f32 raw", 128, WireDtype::F32, CompressionMode::Off, false},
-      {"prefill 128 x 4096 f16 raw", 128, WireDtype::F16, CompressionMode::Off, false},
-      {"prefill 128 x 4096 f16 shuffle+zstd", 128, WireDtype::F16, CompressionMode::ShuffleZstd,
+      {"decode 1 x D f32 raw", 1, WireDtype::F32, CompressionMode::Off, false},
+      {"decode 1 x D f16 raw", 1, WireDtype::F16, CompressionMode::Off, false},
+      {"decode 1 x D f16 shuffle+zstd", 1, WireDtype::F16, CompressionMode::ShuffleZstd, true},
+      {"prefill 128 x D f32 raw", 128, WireDtype::F32, CompressionMode::Off, false},
+      {"prefill 128 x D f16 raw", 128, WireDtype::F16, CompressionMode::Off, false},
+      {"prefill 128 x D f16 shuffle+zstd", 128, WireDtype::F16, CompressionMode::ShuffleZstd,
        true},
-      {"prefill 2048 x 4096 f16 raw", 2048, WireDtype::F16, CompressionMode::Off, false},
-      {"prefill 2048 x 4096 f16 shuffle+zstd", 2048, WireDtype::F16, CompressionMode::ShuffleZstd,
+      {"prefill 2048 x D f16 raw", 2048, WireDtype::F16, CompressionMode::Off, false},
+      {"prefill 2048 x D f16 shuffle+zstd", 2048, WireDtype::F16, CompressionMode::ShuffleZstd,
        true},
   };
+  std::printf("\nhidden size D = %u\n", kDim);
   std::printf(
       "\n| case | calls | median RTT | p99 RTT | server median | wire/raw (req) | "
       "MB/s (raw, both ways) |\n|---|---|---|---|---|---|---|\n");
