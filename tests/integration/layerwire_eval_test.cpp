@@ -107,3 +107,36 @@ TEST_F(LayerwireEvalTest, BenchRunsOnTinyStore) {
 
 }  // namespace
 }  // namespace lw
+
+namespace lw {
+namespace {
+
+// Every subcommand's --help shows its own examples (when it has any) and the exit codes once,
+// never the top-level footer it would otherwise inherit.
+TEST(LayerwireHelpTest, SubcommandHelpKeepsItsExamplesAndExitCodesOnce) {
+  for (const char* cmd : {"eval", "bench", "tokenize", "detokenize", "generate", "chat", "status"}) {
+    const auto r = test::run_command(test::tool_path("layerwire").string() + " " + cmd + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    size_t count = 0;
+    for (size_t at = r.output.find("Exit codes:"); at != std::string::npos;
+         at = r.output.find("Exit codes:", at + 1)) {
+      ++count;
+    }
+    EXPECT_EQ(count, 1u) << cmd << ":\n" << r.output;
+    EXPECT_EQ(r.output.find("Run \"layerwire COMMAND --help\""), std::string::npos)
+        << cmd << " shows the top-level footer:\n" << r.output;
+  }
+  const auto eval = test::run_command(test::tool_path("layerwire").string() + " eval --help");
+  EXPECT_NE(eval.output.find("Examples:"), std::string::npos) << eval.output;
+}
+
+TEST(LayerwireHelpTest, DetokenizeErrorsNameTheIdsFlag) {
+  test::TempDir dir;  // the ids are checked before the store is opened
+  const auto r = test::run_command(test::tool_path("layerwire").string() +
+                                   " detokenize --fragments " + dir.path().string() + " --ids 1,x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--ids: item 1 (\"x\")"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace lw

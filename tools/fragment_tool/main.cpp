@@ -82,7 +82,11 @@ int run(int argc, char** argv) {
   commands.push_back(make_inspect(app, global));
   commands.push_back(make_join(app, global));
   commands.push_back(make_synth(app, global));
-  for (auto& c : commands) c->app->footer(kExitCodesHelp);
+  for (auto& c : commands) {
+    std::string own = c->app->get_footer();  // the command's examples, if any
+    if (own == app.get_footer()) own.clear();  // inherited from the parent, not its own
+    c->app->footer(own.empty() ? std::string(kExitCodesHelp) : own + "\n\n" + kExitCodesHelp);
+  }
 
   try {
     app.parse(argc, argv);

@@ -66,9 +66,12 @@ struct BackendOptions {
 };
 void add_backend_options(CLI::App& app, BackendOptions& options);
 
-// Parses "1,15,27" (spaces allowed around commas) into token ids; LW-CLI-001 naming the
-// offending item for anything but non-negative integers below 2^31.
-std::vector<int32_t> parse_token_list(const std::string& text);
+// Parses "1,15,27" (spaces allowed around commas) into token ids; LW-CLI-001 naming the flag
+// and the offending item for anything but non-negative integers below 2^31.
+std::vector<int32_t> parse_token_list(const std::string& text, const std::string& flag = "--tokens");
+
+// Appends the exit-code text to a subcommand's own footer (its examples), keeping both.
+void add_exit_codes_footer(CLI::App& app);
 
 // Sampling and generation flags shared by generate and chat (generate_command.cpp).
 struct SamplingFlags {

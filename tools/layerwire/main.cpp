@@ -23,7 +23,7 @@ void add_backend_options(CLI::App& app, BackendOptions& options) {
       ->capture_default_str();
 }
 
-std::vector<int32_t> parse_token_list(const std::string& text) {
+std::vector<int32_t> parse_token_list(const std::string& text, const std::string& flag) {
   std::vector<int32_t> tokens;
   size_t pos = 0;
   while (pos <= text.size()) {
@@ -36,7 +36,7 @@ std::vector<int32_t> parse_token_list(const std::string& text) {
     const auto [ptr, ec] = std::from_chars(text.data() + b, text.data() + e, value);
     if (b == e || ec != std::errc() || ptr != text.data() + e || value < 0) {
       throw Error(ErrorCode::kCliArgument,
-                  "--tokens: item " + std::to_string(tokens.size()) + " (\"" +
+                  flag + ": item " + std::to_string(tokens.size()) + " (\"" +
                       text.substr(b, e - b) +
                       "\") is not a token id (a non-negative integer below 2^31)");
     }
@@ -44,6 +44,13 @@ std::vector<int32_t> parse_token_list(const std::string& text) {
     pos = comma + 1;
   }
   return tokens;
+}
+
+void add_exit_codes_footer(CLI::App& app) {
+  std::string own = app.get_footer();
+  // A subcommand created after the parent's footer was set inherits it: that is not its own.
+  if (app.get_parent() != nullptr && own == app.get_parent()->get_footer()) own.clear();
+  app.footer(own.empty() ? std::string(kExitCodesHelp) : own + "\n\n" + kExitCodesHelp);
 }
 
 namespace {
@@ -95,7 +102,7 @@ int run(int argc, char** argv) {
   commands.push_back(make_generate(app, global));
   commands.push_back(make_chat(app, global));
   commands.push_back(make_status(app, global));
-  for (auto& c : commands) c->app->footer(kExitCodesHelp);
+  for (auto& c : commands) add_exit_codes_footer(*c->app);
 
   try {
     app.parse(argc, argv);

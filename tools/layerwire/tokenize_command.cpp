@@ -114,7 +114,7 @@ class DetokenizeCommand : public Command {
   }
 
   int run() override {
-    const std::vector<int32_t> ids = parse_token_list(ids_text_);
+    const std::vector<int32_t> ids = parse_token_list(ids_text_, "--ids");
     const Tokenizer tok = Tokenizer::from_store(dir_);
     DecodeOptions options;
     options.render_special = special_;
