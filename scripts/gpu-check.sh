@@ -7,9 +7,11 @@
 # memcheck (compute-sanitizer on the op tests) | synth (mistral-7b q4_k_m, 32 layers, split;
 # runs on the CPUs in the background while the tests use the GPU) | bench (tg128, pp512,
 # 32 sessions batched decode) | ab (tg128 with the small-batch GEMV on, then
-# LW_CUDA_GEMV_SMALL=0) | tune (decode variants) | ncu (the main GEMV) | magistral
-# (40 layers, if time allows).
-# Environment: PHASES (default: all of them, in that order),
+# LW_CUDA_GEMV_SMALL=0) | tune (decode variants) | smallcfg (tg128 per small-GEMV kernel
+# shape, LW_CUDA_GEMV_SMALL_CFG; exports the fastest for ncu) | ncu (the main GEMV) |
+# magistral (40 layers, if time allows).
+# Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
+# filter of the tests phase, default all), SMALL_CFGS (smallcfg indices, default 0-5),
 # WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +89,7 @@ if want synth; then
 fi
 
 if want tests; then
-  run_phase tests 150 "$BIN/lw_cuda_tests" --gtest_color=no
+  run_phase tests 150 "$BIN/lw_cuda_tests" --gtest_color=no --gtest_filter="${TESTS_FILTER:-*}"
   note "tests: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]' "$OUT/tests.log" | head -20 | tee -a "$SUMMARY"
   grep -E '^\[(model|decode)\]' "$OUT/tests.log" | tee -a "$SUMMARY"
@@ -128,6 +130,23 @@ if want tune && [[ -f "$M7.store/manifest.json" ]]; then
     (export LW_CUDA_GEMM_SPLIT_ACTS=0 LOG=bench; run_phase "tune one-plane prefill" 40 \
       "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 512 -n 0 --reps 2 --bw-mib 0)
     note "tune LW_CUDA_GEMM_SPLIT_ACTS=0: $(grep -E '^\| pp' "$OUT/bench.log" | tail -n 1)"
+  fi
+fi
+if want smallcfg && [[ -f "$M7.store/manifest.json" ]]; then
+  # tg128 once per small-GEMV configuration (gemv_small_kernel.cuh), same process image.
+  best_cfg= best_tps=0
+  for c in ${SMALL_CFGS:-0 1 2 3 4 5}; do
+    if (($(elapsed) > ${SMALLCFG_UNTIL:-330})); then note "smallcfg: out of time before cfg $c"; break; fi
+    (export LW_CUDA_GEMV_SMALL_CFG=$c LOG=bench; run_phase "smallcfg $c" 45 "$BIN/layerwire" \
+      bench --fragments "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
+    line=$(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1)
+    note "smallcfg $c: $line $(grep -E 'weight bandwidth' "$OUT/bench.log" | tail -n 1)"
+    tps=$(awk -F'|' '{print $3 + 0}' <<<"$line")
+    if awk -v a="$tps" -v b="$best_tps" 'BEGIN {exit !(a > b)}'; then best_cfg=$c best_tps=$tps; fi
+  done
+  if [[ -n "$best_cfg" ]]; then
+    export LW_CUDA_GEMV_SMALL_CFG=$best_cfg
+    note "smallcfg: fastest cfg $best_cfg ($best_tps tok/s); ncu uses it"
   fi
 fi
 if want ncu && command -v ncu >/dev/null && [[ -f "$M7.store/manifest.json" ]]; then

@@ -425,7 +425,7 @@ void gemv(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t
   }
   const bool small = tuning.small < 0 ? gemv_small_enabled_by_env() : tuning.small != 0;
   if (small && gemv_small_supported(type, k, n_tok)) {
-    gemv_small(mats, n_mats, k, x, ldx, n_tok, swiglu, stream);
+    gemv_small(mats, n_mats, k, x, ldx, n_tok, swiglu, stream, tuning.small_cfg);
     return;
   }
   const Plan pl = make_plan(mats, n_mats, k, n_tok, sm_count, pair, tuning.splits,

@@ -49,6 +49,9 @@ struct GemvTuning {
   // Small-batch path (gemv_small.h) for n_tok <= 4 of the types it covers: -1 = on unless
   // LW_CUDA_GEMV_SMALL=0, 0 = off, 1 = on. `splits` does not apply to it (no K-split).
   int small = -1;
+  // Small-path kernel shape: -1 = LW_CUDA_GEMV_SMALL_CFG / the default, else an index
+  // < kGemvSmallConfigs (gemv_small.h).
+  int small_cfg = -1;
 };
 
 // Sets the kernels' shared-memory limits (once per process; gemv() calls it too). Call it

@@ -184,7 +184,7 @@ TEST(CudaGemvSmall, EveryCoveredTypeTokensAndEpilogues) {
                         GgmlType::Q5_K}) {
     const bool covered = type != GgmlType::Q5_K;
     const double bound = covered ? 5e-5 : 2e-3;
-    for (int64_t k : {768, 2304}) {
+    for (int64_t k : {768, 2304, 8192}) {  // 8192: every K-split warp has work
       for (int n_tok = 1; n_tok <= 4; ++n_tok) {
         SCOPED_TRACE(test::type_str(type) + " k=" + std::to_string(k) +
                      " n_tok=" + std::to_string(n_tok));
@@ -211,66 +211,71 @@ TEST(CudaGemvSmall, EveryCoveredTypeTokensAndEpilogues) {
         const size_t ws_bytes = 16ull << 20;
         cuda::GpuBuffer ws(ws_bytes);
         cuda::dev_fill_bytes(ws.get(), 0, ws_bytes);
-        cuda::GemvTuning tuning;
-        tuning.small = 1;
+        // Every kernel shape must give the same (reference) results.
+        for (int cfg = 0; cfg < cuda::kGemvSmallConfigs; ++cfg) {
+          SCOPED_TRACE("small config " + std::to_string(cfg));
+          cuda::GemvTuning tuning;
+          tuning.small = 1;
+          tuning.small_cfg = cfg;
 
-        // (a) Three matrices, strided outputs, an in-place residual add on the second.
-        std::vector<cuda::GpuBuffer> ys;
-        std::vector<cuda::GemvMatrix> mats(3);
-        const int64_t ldy_pad = 3;
-        for (int m = 0; m < 3; ++m) {
-          ys.push_back(poisoned_floats(static_cast<size_t>(n_tok * (rows[m] + ldy_pad))));
-          mats[m].type = type;
-          mats[m].w = dev_w[m].get();
-          mats[m].rows = rows[m];
-          mats[m].y = ys[m].as<float>();
-          mats[m].ldy = rows[m] + ldy_pad;
-        }
-        const std::vector<float> resid = randn(static_cast<size_t>(n_tok * rows[1]), 6);
-        cuda::GpuBuffer rb = upload_bytes(resid.data(), resid.size() * sizeof(float));
-        mats[1].add_in = rb.as<float>();
-        mats[1].add_out = rb.as<float>();
-        mats[1].ld_add = rows[1];
-        cuda::gemv(mats.data(), 3, k, xb.as<float>(), ldx, n_tok, nullptr, ws.get(), ws_bytes,
-                   info.sm_count, nullptr, tuning);
-        cuda::device_synchronize("gemv small group");
-        for (int m = 0; m < 3; ++m) {
-          const std::vector<float> all =
-              download(ys[m], static_cast<size_t>(n_tok * (rows[m] + ldy_pad)));
-          std::vector<float> got(ref[m].size());
-          for (int t = 0; t < n_tok; ++t) {
-            for (int64_t r = 0; r < rows[m]; ++r) {
-              got[t * rows[m] + r] = all[t * (rows[m] + ldy_pad) + r];
-            }
+          // (a) Three matrices, strided outputs, an in-place residual add on the second.
+          std::vector<cuda::GpuBuffer> ys;
+          std::vector<cuda::GemvMatrix> mats(3);
+          const int64_t ldy_pad = 3;
+          for (int m = 0; m < 3; ++m) {
+            ys.push_back(poisoned_floats(static_cast<size_t>(n_tok * (rows[m] + ldy_pad))));
+            mats[m].type = type;
+            mats[m].w = dev_w[m].get();
+            mats[m].rows = rows[m];
+            mats[m].y = ys[m].as<float>();
+            mats[m].ldy = rows[m] + ldy_pad;
           }
-          EXPECT_LE(norm_err(got, ref[m]), bound) << "matrix " << m;
-        }
-        std::vector<float> want_z(resid.size());
-        for (size_t i = 0; i < resid.size(); ++i) want_z[i] = resid[i] + ref[1][i];
-        EXPECT_LE(norm_err(download(rb, resid.size()), want_z), bound) << "residual add";
+          const std::vector<float> resid = randn(static_cast<size_t>(n_tok * rows[1]), 6);
+          cuda::GpuBuffer rb = upload_bytes(resid.data(), resid.size() * sizeof(float));
+          mats[1].add_in = rb.as<float>();
+          mats[1].add_out = rb.as<float>();
+          mats[1].ld_add = rows[1];
+          cuda::gemv(mats.data(), 3, k, xb.as<float>(), ldx, n_tok, nullptr, ws.get(), ws_bytes,
+                     info.sm_count, nullptr, tuning);
+          cuda::device_synchronize("gemv small group");
+          for (int m = 0; m < 3; ++m) {
+            const std::vector<float> all =
+                download(ys[m], static_cast<size_t>(n_tok * (rows[m] + ldy_pad)));
+            std::vector<float> got(ref[m].size());
+            for (int t = 0; t < n_tok; ++t) {
+              for (int64_t r = 0; r < rows[m]; ++r) {
+                got[t * rows[m] + r] = all[t * (rows[m] + ldy_pad) + r];
+              }
+            }
+            EXPECT_LE(norm_err(got, ref[m]), bound) << "matrix " << m;
+          }
+          std::vector<float> want_z(resid.size());
+          for (size_t i = 0; i < resid.size(); ++i) want_z[i] = resid[i] + ref[1][i];
+          EXPECT_LE(norm_err(download(rb, resid.size()), want_z), bound) << "residual add";
 
-        // (b) A gate/up pair (odd rows) with the SwiGLU epilogue.
-        cuda::GpuBuffer g0 = poisoned_floats(ref[1].size()), g1 = poisoned_floats(ref[2].size());
-        cuda::GpuBuffer sb = poisoned_floats(ref[1].size());
-        cuda::GemvSwiglu sw{sb.as<float>(), rows[1]};
-        cuda::GemvMatrix pair[2] = {mats[1], mats[2]};
-        pair[0].y = g0.as<float>();
-        pair[0].ldy = rows[1];
-        pair[0].add_in = nullptr;
-        pair[0].add_out = nullptr;
-        pair[1].y = g1.as<float>();
-        pair[1].ldy = rows[2];
-        cuda::gemv(pair, 2, k, xb.as<float>(), ldx, n_tok, &sw, ws.get(), ws_bytes,
-                   info.sm_count, nullptr, tuning);
-        cuda::device_synchronize("gemv small swiglu");
-        std::vector<float> want_s(ref[1].size());
-        for (size_t i = 0; i < want_s.size(); ++i) {
-          const double g = ref[1][i];
-          want_s[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * ref[2][i]);
+          // (b) A gate/up pair (odd rows) with the SwiGLU epilogue.
+          cuda::GpuBuffer g0 = poisoned_floats(ref[1].size()), g1 = poisoned_floats(ref[2].size());
+          cuda::GpuBuffer sb = poisoned_floats(ref[1].size());
+          cuda::GemvSwiglu sw{sb.as<float>(), rows[1]};
+          cuda::GemvMatrix pair[2] = {mats[1], mats[2]};
+          pair[0].y = g0.as<float>();
+          pair[0].ldy = rows[1];
+          pair[0].add_in = nullptr;
+          pair[0].add_out = nullptr;
+          pair[1].y = g1.as<float>();
+          pair[1].ldy = rows[2];
+          cuda::gemv(pair, 2, k, xb.as<float>(), ldx, n_tok, &sw, ws.get(), ws_bytes,
+                     info.sm_count, nullptr, tuning);
+          cuda::device_synchronize("gemv small swiglu");
+          std::vector<float> want_s(ref[1].size());
+          for (size_t i = 0; i < want_s.size(); ++i) {
+            const double g = ref[1][i];
+            want_s[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * ref[2][i]);
+          }
+          EXPECT_LE(norm_err(download(g0, ref[1].size()), ref[1]), bound) << "gate";
+          EXPECT_LE(norm_err(download(g1, ref[2].size()), ref[2]), bound) << "up";
+          EXPECT_LE(norm_err(download(sb, want_s.size()), want_s), 10 * bound) << "swiglu";
         }
-        EXPECT_LE(norm_err(download(g0, ref[1].size()), ref[1]), bound) << "gate";
-        EXPECT_LE(norm_err(download(g1, ref[2].size()), ref[2]), bound) << "up";
-        EXPECT_LE(norm_err(download(sb, want_s.size()), want_s), 10 * bound) << "swiglu";
       }
     }
   }
