@@ -9,10 +9,11 @@
 # 32 sessions batched decode) | ab (tg128 with the small-batch GEMV on, then
 # LW_CUDA_GEMV_SMALL=0) | tune (decode variants) | smallcfg (tg128 per small-GEMV kernel
 # shape, LW_CUDA_GEMV_SMALL_CFG; exports the fastest for ncu) | ncu (the main GEMV) |
-# magistral (40 layers, if time allows).
+# magistral (40 layers, if time allows) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
+# of the dequant kernels; not in the default list).
 # Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
-# filter of the tests phase, default all), SMALL_CFGS (smallcfg indices, default 0-5),
-# WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
+# filter of the tests phase, default all), MEMCHECK_FILTER (gtest filter of memcheck),
+# SMALL_CFGS (smallcfg indices, default 0-5), WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,7 +98,7 @@ fi
 if want memcheck && command -v compute-sanitizer >/dev/null; then
   run_phase memcheck 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
     "$BIN/lw_cuda_tests" --gtest_color=no \
-    --gtest_filter='CudaOps.*:CudaAttention.*:CudaGemv.*:CudaDequant.*:AllTypes/*'
+    --gtest_filter="${MEMCHECK_FILTER:-CudaOps.*:CudaAttention.*:CudaGemv.*:CudaDequant.*:AllTypes/*}"
   note "memcheck: $(grep -E 'ERROR SUMMARY|^\[  (PASSED|FAILED) ' "$OUT/memcheck.log" | tr '\n' ' ')"
 fi
 
@@ -106,6 +107,25 @@ if want bench && [[ -f "$M7.store/manifest.json" ]]; then
   LOG=bench run_phase bench 150 "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 512 \
     -n 128 --batch-sessions 32 --reps "$REPS" --bw-mib 0
   grep -E '^\||weight bandwidth|backend' "$OUT/bench.log" | tee -a "$SUMMARY"
+fi
+if want dequant && [[ -f "$M7.store/manifest.json" ]]; then
+  # Prefill weight dequantization: pp512 with the v1 and v2 dequant_f16 kernels (same image),
+  # twice each, interleaved, then ncu of the dequant launches of a one-layer pp512 under each.
+  for v in 0 1 0 1; do
+    (export LW_CUDA_DEQUANT_V2=$v LOG=bench; run_phase "dequant v2=$v" 60 "$BIN/layerwire" \
+      bench --fragments "$M7.store" --backend cuda -p 512 -n 0 --reps 2 --bw-mib 0)
+    note "dequant LW_CUDA_DEQUANT_V2=$v: $(grep -E '^\| pp' "$OUT/bench.log" | tail -n 1)"
+  done
+  if command -v ncu >/dev/null; then
+    for v in 0 1; do
+      (export LW_CUDA_DEQUANT_V2=$v LOG=ncu_dq$v; run_phase "ncu dequant v2=$v" 45 ncu \
+        --clock-control none -k regex:dequant_f16 --launch-count 7 --metrics \
+        gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum "$BIN/layerwire" \
+        bench --fragments "$M7.store" --backend cuda --layers 0 -p 512 -n 0 --reps 1 --bw-mib 0)
+      grep -E 'dequant_f16|duration|dram__bytes' "$OUT/ncu_dq$v.log" | sed 's/^ *//' | \
+        cut -c1-110 | tee -a "$SUMMARY"
+    done
+  fi
 fi
 if want ab && [[ -f "$M7.store/manifest.json" ]]; then
   # The small-batch decode GEMV (gemv_small.cu) vs the tensor-core GEMV, same process image.

@@ -4,6 +4,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common/error.h"
@@ -67,6 +69,77 @@ __global__ void __launch_bounds__(kThreads)
       dst[c + 3] = static_cast<uint16_t>(v.y >> 16);
     }
   }
+}
+
+// v2: thread t of a block dequantizes flat unit idx = blockIdx.x * kThreads + t exactly as
+// v1, but writes its 32 values into a shared tile at their position in the block's
+// contiguous run of row-major output values (flat value f = i * k + c). A K-quant unit's
+// quads stay inside its 256-value super-block, whose 8 units are 8 aligned threads of the
+// same block (k % 256 == 0, kThreads % 8 == 0), so the tile holds exactly values
+// [blockIdx.x * kThreads * 32, + kThreads * 32). The tile is then written out in 8-value
+// (16-byte) pieces, consecutive threads on consecutive pieces. Every 32 staged values are
+// followed by kV2Pad halves of padding (spreads the 8-byte tile stores over the banks).
+constexpr int kV2Pad = 4;
+constexpr int kV2Tile = kThreads * (32 + kV2Pad);
+
+__device__ __forceinline__ int v2_slot(int p) { return p + (p >> 5) * kV2Pad; }
+
+template <GgmlType T>
+__global__ void __launch_bounds__(kThreads)
+    dequant_f16_v2_kernel(dq::WeightView wv, int64_t r0, int64_t n_rows, uint16_t* out,
+                          int64_t ldo) {
+  using U = dq::Unit<T>;
+  __shared__ __align__(16) uint16_t tile[kV2Tile];
+  const int64_t units = wv.k / 32;
+  const int64_t total = n_rows * units;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * kThreads;
+  const int t = static_cast<int>(threadIdx.x);
+  const int64_t idx = base + t;
+  if (idx < total) {
+    const int64_t i = idx / units, unit = idx - i * units;
+    const typename U::Raw raw = U::load(wv, r0 + i, unit);
+    uint32_t h[16];
+    U::dequant_h2(raw, unit, h);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const uint2 v = make_uint2(__byte_perm(h[2 * q], h[2 * q + 1], 0x5410),
+                                 __byte_perm(h[2 * q], h[2 * q + 1], 0x7632));
+      const int p = t * 32 + static_cast<int>(unit_quad_col(T, unit, q) - unit * 32);
+      *reinterpret_cast<uint2*>(tile + v2_slot(p)) = v;
+    }
+  }
+  __syncthreads();
+  const int64_t left = total - base;
+  const int n_vals = static_cast<int>(left < kThreads ? left : kThreads) * 32;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int p = 8 * (t + r * kThreads);
+    if (p >= n_vals) break;
+    const uint16_t* s = tile + v2_slot(p);
+    const uint2 a = *reinterpret_cast<const uint2*>(s);
+    const uint2 b = *reinterpret_cast<const uint2*>(s + 4);
+    const int64_t f = base * 32 + p;
+    const int64_t i = f / wv.k, c = f - i * wv.k;
+    uint16_t* dst = out + i * ldo + c;
+    if ((reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(a.x, a.y, b.x, b.y);
+    } else {
+      const uint32_t w[4] = {a.x, a.y, b.x, b.y};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = static_cast<uint16_t>(w[e >> 1] >> (16 * (e & 1)));
+    }
+  }
+}
+
+bool dequant_v2_from_env() {
+  static const bool v2 = [] {
+    const char* v = std::getenv("LW_CUDA_DEQUANT_V2");
+    if (v == nullptr || *v == '\0' || std::strcmp(v, "1") == 0) return true;
+    if (std::strcmp(v, "0") == 0) return false;
+    throw Error(ErrorCode::kCliArgument, std::string("environment variable LW_CUDA_DEQUANT_V2=\"") +
+                                             v + "\" is not 0 or 1");
+  }();
+  return v2;
 }
 
 // y[idx] = f16(x); with lo != nullptr also lo[idx] = f16(x - f16(x)) (x = hi + lo).
@@ -139,16 +212,26 @@ void dequantize_f32(GgmlType type, const void* w, int64_t rows, int64_t k,
 }
 
 void dequantize_f16(GgmlType type, const void* w, int64_t rows, int64_t k, int64_t r0,
-                    int64_t n_rows, uint16_t* out, int64_t ldo, CudaStream stream) {
+                    int64_t n_rows, uint16_t* out, int64_t ldo, CudaStream stream,
+                    DequantKernel kernel) {
   check_dequant_args(type, rows, k, "dequantize_f16");
   if (n_rows <= 0) return;
   LW_CHECK(r0 >= 0 && r0 + n_rows <= rows, "dequantize_f16: row range");
+  LW_CHECK((reinterpret_cast<uintptr_t>(out) & 7) == 0 && ldo >= k,
+           "dequantize_f16: out must be 8-byte aligned with ldo >= k (ldo=" +
+               std::to_string(ldo) + ")");
   const dq::WeightView wv = view_of(type, w, rows, k);
   const unsigned blocks = blocks_for(n_rows * (k / 32));
   const cudaStream_t s = to_stream(stream);
-#define LW_DQ16(TY)                                                                \
-  case TY:                                                                         \
-    dequant_f16_kernel<TY><<<blocks, kThreads, 0, s>>>(wv, r0, n_rows, out, ldo); \
+  const bool v2 = kernel == DequantKernel::kEnv ? dequant_v2_from_env()
+                                                : kernel == DequantKernel::kV2;
+#define LW_DQ16(TY)                                                                     \
+  case TY:                                                                              \
+    if (v2) {                                                                           \
+      dequant_f16_v2_kernel<TY><<<blocks, kThreads, 0, s>>>(wv, r0, n_rows, out, ldo);  \
+    } else {                                                                            \
+      dequant_f16_kernel<TY><<<blocks, kThreads, 0, s>>>(wv, r0, n_rows, out, ldo);     \
+    }                                                                                   \
     break;
   switch (type) {
     LW_DQ16(GgmlType::Q4_K)

@@ -27,10 +27,18 @@ void cublas_set_workspace(void* handle, void* workspace, size_t bytes);
 void dequantize_f32(GgmlType type, const void* w, int64_t rows, int64_t k,
                     const int32_t* row_ids, int64_t r0, int64_t n_rows, float* out, int64_t ldo,
                     CudaStream stream);
+// Which dequantize_f16 kernel runs. kV1: one thread per 32-value unit, 8-byte stores at
+// scattered columns. kV2: the same per-unit math, staged through shared memory so a block
+// writes its contiguous run of the output with 16-byte stores contiguous across the block.
+// Both produce identical bytes (tests/unit/cuda/cuda_dequant_v2_test.cpp). kEnv reads
+// LW_CUDA_DEQUANT_V2 once: unset or "1" = v2, "0" = v1, anything else = kCliArgument.
+enum class DequantKernel { kEnv, kV1, kV2 };
 // The same into f16 (the values the tensor-core kernels multiply with; within one f16
 // rounding of the exact values plus the rounding of the per-block scales to f16).
+// `out` must be 8-byte aligned (LW_CHECK); any ldo >= k.
 void dequantize_f16(GgmlType type, const void* w, int64_t rows, int64_t k, int64_t r0,
-                    int64_t n_rows, uint16_t* out, int64_t ldo, CudaStream stream);
+                    int64_t n_rows, uint16_t* out, int64_t ldo, CudaStream stream,
+                    DequantKernel kernel = DequantKernel::kEnv);
 // y[t * k + c] = f16(x[t * ldx + c]) for n_tok rows of k values.
 void convert_f32_to_f16(const float* x, int64_t ldx, int64_t n_tok, int64_t k, uint16_t* y,
                         CudaStream stream);
