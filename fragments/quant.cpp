@@ -132,19 +132,23 @@ bool row_size(GgmlType type, uint64_t n, uint64_t* bytes) {
   return checked_mul(n / t->block_size, t->type_size, bytes);
 }
 
-void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
+int64_t row_blocks(GgmlType type, int64_t n, const char* who) {
   const TypeTraits* t = type_traits(static_cast<uint32_t>(type));
   if (t == nullptr || !t->supported) {
     throw Error(ErrorCode::kGgufTensorType,
-                "dequantize_row: tensor type " + type_name(static_cast<uint32_t>(type)) +
+                std::string(who) + ": tensor type " + type_name(static_cast<uint32_t>(type)) +
                     " is not supported (f32, f16, bf16, q8_0, q4_K, q5_K, q6_K are)");
   }
   if (n < 0 || n % t->block_size != 0) {
     throw Error(ErrorCode::kQuantSize,
-                "dequantize_row: " + std::string(t->name) + " row of " + std::to_string(n) +
+                std::string(who) + ": " + std::string(t->name) + " row of " + std::to_string(n) +
                     " values is not a multiple of the block size " + std::to_string(t->block_size));
   }
-  const int64_t nb = n / t->block_size;
+  return n / t->block_size;
+}
+
+void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
+  const int64_t nb = row_blocks(type, n, "dequantize_row");
   switch (type) {
     case GgmlType::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
@@ -172,7 +176,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
       dequantize_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
       return;
     default:
-      LW_CHECK(false, "supported type without a dequantizer: " + std::string(t->name));
+      LW_CHECK(false,
+               "supported type without a dequantizer: " + type_name(static_cast<uint32_t>(type)));
   }
 }
 

@@ -94,6 +94,11 @@ std::string type_name(uint32_t type_id);
 // Bytes of a row of n values; false if n is not a multiple of the block size or on overflow.
 bool row_size(GgmlType type, uint64_t n, uint64_t* bytes);
 
+// Blocks in a row of n values of a supported type, for the row converters: LW-GGUF tensor-type
+// error for an unsupported type, LW-QUANT size error when n is not a whole number of blocks;
+// both messages start with `who`.
+int64_t row_blocks(GgmlType type, int64_t n, const char* who);
+
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block.
 inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   if (j < 4) {

@@ -327,18 +327,7 @@ void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb) {
 }  // namespace
 
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
-  const TypeTraits* t = type_traits(static_cast<uint32_t>(type));
-  if (t == nullptr || !t->supported) {
-    throw Error(ErrorCode::kGgufTensorType,
-                "quantize_row: tensor type " + type_name(static_cast<uint32_t>(type)) +
-                    " is not supported (f32, f16, bf16, q8_0, q4_K, q5_K, q6_K are)");
-  }
-  if (n < 0 || n % t->block_size != 0) {
-    throw Error(ErrorCode::kQuantSize,
-                "quantize_row: " + std::string(t->name) + " row of " + std::to_string(n) +
-                    " values is not a multiple of the block size " + std::to_string(t->block_size));
-  }
-  const int64_t nb = n / t->block_size;
+  const int64_t nb = row_blocks(type, n, "quantize_row");
   switch (type) {
     case GgmlType::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
@@ -366,7 +355,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
       quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
       return;
     default:
-      LW_CHECK(false, "supported type without a quantizer: " + std::string(t->name));
+      LW_CHECK(false,
+               "supported type without a quantizer: " + type_name(static_cast<uint32_t>(type)));
   }
 }
 
