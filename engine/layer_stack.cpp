@@ -171,6 +171,7 @@ AttentionBatch LayerStack::prepare_batch(std::span<const BatchEntry> batch, int6
   AttentionBatch ab;
   ab.n_tokens = static_cast<int32_t>(n_tokens);
   ab.max_position = max_position;
+  ab.one_session_run = batch.size() == 1;  // one entry: consecutive positions of one session
   ab.positions = meta_.as<int32_t>();
   ab.table_offsets = ab.positions + n_tokens;
   ab.block_tables = ab.positions + 2 * n_tokens;

@@ -55,6 +55,11 @@ struct AttentionBatch {
   const int32_t* positions = nullptr;      // [n_tokens]
   const int32_t* table_offsets = nullptr;  // [n_tokens]
   const int32_t* block_tables = nullptr;   // concatenated per-session tables
+  // Host-known: true only when every token is of one session (all table_offsets equal) at
+  // consecutive positions positions[0] + t (one session's prefill). false = unknown. The
+  // CUDA backend takes its tensor-core prefill kernel only when it is set (and each of that
+  // kernel's tiles re-checks it on the device, falling back to a scalar path if it is wrong).
+  bool one_session_run = false;
 };
 
 }  // namespace lw

@@ -9,7 +9,9 @@
 # 32 sessions batched decode) | ab (tg128 with the small-batch GEMV on, then
 # LW_CUDA_GEMV_SMALL=0) | tune (decode variants) | smallcfg (tg128 per small-GEMV kernel
 # shape, LW_CUDA_GEMV_SMALL_CFG; exports the fastest for ncu) | ncu (the main GEMV) |
-# magistral (40 layers, if time allows) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
+# magistral (40 layers, if time allows) | int8 (tg128 with the int8 GEMV on/off and per
+# variant, 32-session decode on/off, pp512 with the flash prefill attention on/off; not in
+# the default list) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
 # of the dequant kernels; not in the default list).
 # Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
 # filter of the tests phase, default all), MEMCHECK_FILTER (gtest filter of memcheck),
@@ -135,6 +137,40 @@ if want ab && [[ -f "$M7.store/manifest.json" ]]; then
       "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
     note "ab $v: $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1)"
     note "ab $v: $(grep -E 'weight bandwidth' "$OUT/bench.log" | tail -n 1)"
+  done
+fi
+if want int8 && [[ -f "$M7.store/manifest.json" ]]; then
+  # The int8 GEMV (gemv_q8.cu) against the f32 GEMV it replaces, and its shapes: tg128 per
+  # variant, then the 32-session batched decode with it on and off (same process image).
+  for v in "LW_CUDA_INT8_GEMV_MAX_TOKENS=16" "LW_CUDA_INT8_GEMV_MAX_TOKENS=0" \
+    "LW_CUDA_GEMV_Q8_ROWS=2" "LW_CUDA_FUSE=0" "LW_CUDA_GRAPHS=0" ${INT8_EXTRA:-}; do
+    if (($(elapsed) > ${INT8_UNTIL:-400})); then note "int8: out of time before $v"; break; fi
+    (export $v LOG=bench; run_phase "int8 $v" 45 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
+    note "int8 $v: $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1) $(grep -E 'weight bandwidth' "$OUT/bench.log" | tail -n 1)"
+  done
+  for v in "LW_CUDA_GEMM_MIN_TOKENS=17" "LW_CUDA_GEMM_MIN_TOKENS=65 LW_CUDA_INT8_GEMV_MAX_TOKENS=64" \
+    "LW_CUDA_GEMM_MIN_TOKENS=65 LW_CUDA_INT8_GEMV_MAX_TOKENS=0" "LW_CUDA_GEMM_SPLIT_ACTS=0"; do
+    if (($(elapsed) > ${INT8_UNTIL:-400})); then break; fi
+    (export $v LOG=bench; run_phase "int8 batch $v" 60 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 0 -n 32 --batch-sessions 32 --reps 1 --bw-mib 0)
+    note "int8 batch $v: $(grep -E '^\| tg[0-9]+x' "$OUT/bench.log" | tail -n 1)"
+  done
+  # Where the int8 GEMV's time goes: the gate/up and down launches of a decode step (layers
+  # 0-1: 5 launches per layer), with occupancy, warp-state and scheduler sections.
+  if command -v ncu >/dev/null; then
+    LOG=ncu_q8 run_phase ncu_q8 60 ncu --clock-control none -k regex:gemv_q8_kernel \
+      --launch-skip 23 --launch-count 2 --section SpeedOfLight --section Occupancy \
+      --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      --section MemoryWorkloadAnalysis "$BIN/layerwire" bench --fragments "$M7.store" \
+      --backend cuda --layers 0-1 -p 0 -n 8 --reps 1 --bw-mib 0
+  fi
+  # The tensor-core prefill attention (attention_flash.cu) on and off.
+  for v in "LW_CUDA_FLASH_ATTN=1" "LW_CUDA_FLASH_ATTN=0"; do
+    if (($(elapsed) > ${INT8_UNTIL:-400})); then break; fi
+    (export "$v" LOG=bench; run_phase "flash $v" 60 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 512 -n 0 --reps 2 --bw-mib 0)
+    note "flash $v: $(grep -E '^\| pp' "$OUT/bench.log" | tail -n 1)"
   done
 fi
 if want tune && [[ -f "$M7.store/manifest.json" ]]; then

@@ -7,7 +7,10 @@
 #include <string>
 
 #include "common/error.h"
+#include "kernels/cuda/attention_decode.h"
+#include "kernels/cuda/attention_flash.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/warp.cuh"
 
 namespace lw::cuda {
 namespace {
@@ -40,16 +43,6 @@ struct Params {
   float* ml_part;  // [tok][head][split][2] (max, sum)
 };
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 __global__ void __launch_bounds__(kThreads) attn_split_kernel(const __grid_constant__ Params p) {
   extern __shared__ float smem[];
@@ -218,6 +211,9 @@ size_t smem_bytes(int hd, int split_len) {
 
 AttentionPlan attention_plan(int32_t n_tokens, int32_t max_position, int64_t n_heads,
                              const KvLayerView& kv, int sm_count) {
+  if (attention_v2_enabled_from_env() && attention_v2_eligible(kv)) {
+    return attention_v2_plan(n_tokens, max_position, n_heads, kv, sm_count);
+  }
   AttentionPlan plan;
   const int64_t group = n_heads / std::max(1, kv.n_kv_heads);
   const int64_t chunks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
@@ -242,7 +238,8 @@ AttentionPlan attention_plan(int32_t n_tokens, int32_t max_position, int64_t n_h
   plan.n_splits = static_cast<int>((len + split_len - 1) / split_len);
   if (plan.n_splits > 1) {
     const size_t per = static_cast<size_t>(std::max(1, n_tokens)) * n_heads * plan.n_splits;
-    plan.workspace_bytes = per * (kv.head_dim + 2) * sizeof(float);
+    plan.counter_bytes = kAttnCounterBytes;  // unused here; partials after them
+    plan.workspace_bytes = kAttnCounterBytes + per * (kv.head_dim + 2) * sizeof(float);
   }
   return plan;
 }
@@ -252,11 +249,21 @@ void attention(const KvLayerView& kv, const AttentionBatch& batch, const float* 
                void* workspace, size_t workspace_bytes, CudaStream stream) {
   LW_CHECK(kv.n_kv_heads >= 1 && n_heads % kv.n_kv_heads == 0 && kv.head_dim % 2 == 0 &&
                kv.head_dim <= kMaxHeadDim && plan.split_len % 32 == 0 &&
-               plan.split_len <= kMaxSplitLen && plan.n_splits >= 1,
+               (plan.v2 || plan.split_len <= kMaxSplitLen) && plan.n_splits >= 1,
            "attention: n_heads=" + std::to_string(n_heads) +
                " n_kv_heads=" + std::to_string(kv.n_kv_heads) +
                " head_dim=" + std::to_string(kv.head_dim));
   if (batch.n_tokens <= 0) return;
+  // One session's prefill: the tensor-core kernel (attention_flash.h); LW_CUDA_FLASH_ATTN=0
+  // keeps this one.
+  if (flash_attention_eligible(kv, batch, n_heads, q, out, flash_attention_enabled_from_env())) {
+    flash_attention(kv, batch, q, n_heads, scale, out, stream);
+    return;
+  }
+  if (plan.v2) {  // LW_CUDA_ATTN_V2=0 (or an ineligible shape) plans the old kernels below
+    attention_v2(kv, batch, q, n_heads, scale, out, plan, workspace, workspace_bytes, stream);
+    return;
+  }
   LW_CHECK(plan.n_splits == 1 || (workspace != nullptr && workspace_bytes >= plan.workspace_bytes),
            "attention: workspace of " + std::to_string(workspace_bytes) + " bytes < " +
                std::to_string(plan.workspace_bytes));
@@ -275,7 +282,7 @@ void attention(const KvLayerView& kv, const AttentionBatch& batch, const float* 
   p.n_splits = plan.n_splits;
   if (plan.n_splits > 1) {
     const size_t per = static_cast<size_t>(batch.n_tokens) * n_heads * plan.n_splits;
-    p.o_part = static_cast<float*>(workspace);
+    p.o_part = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + kAttnCounterBytes);
     p.ml_part = p.o_part + per * kv.head_dim;
   }
   const size_t smem = smem_bytes(kv.head_dim, plan.split_len);

@@ -42,6 +42,8 @@ CudaBackendOptions cuda_backend_options_from_env(int device) {
   o.gemm_min_tokens = env_int("LW_CUDA_GEMM_MIN_TOKENS", static_cast<int>(o.gemm_min_tokens));
   o.gemv_splits = env_int("LW_CUDA_GEMV_SPLITS", 0);
   o.gemm_split_acts = env_int("LW_CUDA_GEMM_SPLIT_ACTS", 1) != 0;
+  o.int8_gemv_max_tokens =
+      env_int("LW_CUDA_INT8_GEMV_MAX_TOKENS", static_cast<int>(o.int8_gemv_max_tokens));
   return o;
 }
 
@@ -104,6 +106,7 @@ void PendingOp::append_key(std::vector<uint64_t>* key) const {
     ptr(batch.positions);
     ptr(batch.table_offsets);
     ptr(batch.block_tables);
+    u(batch.one_session_run ? 1 : 0);  // selects the flash prefill kernel
   }
 }
 
@@ -146,6 +149,7 @@ std::string CudaBackend::description() const {
          std::to_string(info_.sm_count) + " SMs, " +
          std::to_string(info_.total_memory >> 20) + " MiB; fuse " +
          (options_.fuse ? "on" : "off") + ", graphs " + (options_.graphs ? "on" : "off") +
+         ", int8 GEMV up to " + std::to_string(options_.int8_gemv_max_tokens) + " tokens" +
          ", cuBLAS from " + std::to_string(options_.gemm_min_tokens) + " tokens" +
          (options_.gemm_split_acts ? ", split f16 activations" : ", f16 activations") + ")";
 }
@@ -375,9 +379,10 @@ void CudaBackend::clear_graphs() {
 }
 
 void CudaBackend::ensure_workspaces(const std::vector<Launch>& launches) {
-  size_t gemv = 0, attn = 0, gemm = 0;
+  size_t gemv = 0, attn = 0, gemm = 0, act = 0;
   for (const Launch& l : launches) {
     gemv = std::max(gemv, l.gemv_ws);
+    act = std::max(act, l.act_ws);
     attn = std::max(attn, l.attn_ws);
     gemm = std::max(gemm, l.gemm_ws);
   }
@@ -392,8 +397,9 @@ void CudaBackend::ensure_workspaces(const std::vector<Launch>& launches) {
     grown = true;
   };
   grow(gemv_ws_, gemv, true);
-  grow(attn_ws_, attn, false);
+  grow(attn_ws_, attn, true);  // attention v2 arrival counters start at zero
   grow(gemm_ws_, gemm, false);
+  grow(act_ws_, act, false);
   if (grown) clear_graphs();  // captured graphs hold the old addresses
 }
 

@@ -54,6 +54,7 @@ struct Launch {
   size_t gemv_ws = 0;
   size_t attn_ws = 0;
   size_t gemm_ws = 0;
+  size_t act_ws = 0;  // quantized activations of the int8 GEMV
   std::function<void()> run;
 };
 
@@ -102,7 +103,8 @@ class CudaBackend final : public Backend {
   // Fusion (cuda_backend_ops.cpp): turns the recorded ops into launches.
   std::vector<Launch> plan_launches(const std::vector<PendingOp>& ops);
   void add_matmul_group(const std::vector<const PendingOp*>& mats, const PendingOp* add_op,
-                        const PendingOp* swiglu_op, std::vector<Launch>* out);
+                        const PendingOp* swiglu_op, const PendingOp* norm_op,
+                        std::vector<Launch>* out);
   void add_single(const PendingOp& op, std::vector<Launch>* out);
 
   // Runs the recorded segment (eagerly, by capture, or by replay) and clears it.
@@ -125,6 +127,7 @@ class CudaBackend final : public Backend {
   cuda::GpuBuffer gemv_ws_;
   cuda::GpuBuffer attn_ws_;
   cuda::GpuBuffer gemm_ws_;
+  cuda::GpuBuffer act_ws_;
 
   std::vector<PendingOp> pending_;
   struct Graph {

@@ -13,6 +13,7 @@
 #include "kernels/cuda/embed.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/gemv_q8.h"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/rope.h"
 
@@ -27,6 +28,8 @@ bool overlaps(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
   return pa < pb + static_cast<uint64_t>(b_bytes) && pb < pa + static_cast<uint64_t>(a_bytes);
 }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 int64_t out_bytes(const PendingOp& mm) { return mm.n * mm.w.rows * 4; }
 int64_t in_bytes(const PendingOp& mm) { return mm.n * mm.w.cols * 4; }
 
@@ -38,8 +41,23 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
     return op.kind == Kind::kMatmul && op.n < options_.gemm_min_tokens &&
            cuda::gemv_supported(op.w.type, op.w.cols);
   };
+  // An RMSNorm whose output feeds the next matmul on the int8 GEMV is folded into that
+  // launch (the kernel normalizes while it quantizes and still stores the norm's output).
+  const auto norm_feeds = [this, &use_gemv](const PendingOp& nm, const PendingOp& mm) {
+    const int64_t bytes = nm.n * nm.i1 * 4;
+    return options_.fuse && nm.kind == Kind::kRmsNorm && use_gemv(mm) && mm.in0 == nm.out &&
+           mm.n == nm.n && mm.w.cols == nm.i1 && mm.n <= options_.int8_gemv_max_tokens &&
+           cuda::gemv_q8_can_fuse_norm(mm.w.type, mm.w.cols, static_cast<int>(mm.n)) &&
+           !overlaps(nm.in0, bytes, nm.out, bytes) && !overlaps(nm.in1, nm.i1 * 4, nm.out, bytes) &&
+           aligned16(nm.in0) && aligned16(nm.in1) && aligned16(nm.out);
+  };
   size_t i = 0;
   while (i < ops.size()) {
+    const PendingOp* norm_op = nullptr;
+    if (i + 1 < ops.size() && norm_feeds(ops[i], ops[i + 1])) {
+      norm_op = &ops[i];
+      ++i;
+    }
     const PendingOp& op = ops[i];
     if (use_gemv(op)) {
       std::vector<const PendingOp*> group{&op};
@@ -49,6 +67,9 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
                use_gemv(ops[j]) && ops[j].in0 == op.in0 && ops[j].n == op.n &&
                ops[j].w.type == op.w.type && ops[j].w.cols == op.w.cols) {
           bool clash = overlaps(ops[j].out, out_bytes(ops[j]), op.in0, in_bytes(op));
+          if (norm_op != nullptr) {  // the fused kernel reads the norm's input in every block
+            clash = clash || overlaps(ops[j].out, out_bytes(ops[j]), norm_op->in0, in_bytes(op));
+          }
           for (const PendingOp* g : group) {
             clash = clash || overlaps(ops[j].out, out_bytes(ops[j]), g->out, out_bytes(*g));
           }
@@ -73,7 +94,18 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
           swiglu_op = &nx;
         }
       }
-      add_matmul_group(group, add_op, swiglu_op, &out);
+      if (norm_op != nullptr) {
+        // Every block reads the norm's input: no output of this launch may overwrite it.
+        bool clash = overlaps(op.out, out_bytes(op), norm_op->in0, in_bytes(op));
+        for (const PendingOp* e : {add_op, swiglu_op}) {
+          clash = clash || (e != nullptr && overlaps(e->out, e->n * 4, norm_op->in0, in_bytes(op)));
+        }
+        if (clash) {
+          add_single(*norm_op, &out);
+          norm_op = nullptr;
+        }
+      }
+      add_matmul_group(group, add_op, swiglu_op, norm_op, &out);
       i = j + ((add_op != nullptr || swiglu_op != nullptr) ? 1 : 0);
       continue;
     }
@@ -124,7 +156,7 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
 
 void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
                                    const PendingOp* add_op, const PendingOp* swiglu_op,
-                                   std::vector<Launch>* out) {
+                                   const PendingOp* norm_op, std::vector<Launch>* out) {
   const PendingOp& first = *mats[0];
   std::vector<cuda::GemvMatrix> gm;
   for (const PendingOp* m : mats) {
@@ -149,9 +181,17 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
   const int64_t k = first.w.cols;
   const int64_t n = first.n;
   const cuda::GemvTuning tuning{options_.gemv_splits};
+  // The int8 GEMV takes 8 tokens per launch, the f32/f16 GEMV kernels 64.
+  const bool q8 = n <= options_.int8_gemv_max_tokens &&
+                  cuda::gemv_q8_supported(first.w.type, k, 1);
+  const int64_t chunk = q8 ? cuda::kGemvQ8MaxTokens : cuda::kGemvMaxTokens;
   Launch l;
-  for (int64_t c = 0; c < n; c += cuda::kGemvMaxTokens) {
-    const int nc = static_cast<int>(std::min<int64_t>(cuda::kGemvMaxTokens, n - c));
+  for (int64_t c = 0; c < n; c += chunk) {
+    const int nc = static_cast<int>(std::min<int64_t>(chunk, n - c));
+    if (q8) {
+      l.act_ws = std::max(l.act_ws, cuda::gemv_q8_workspace_bytes(first.w.type, k, nc));
+      continue;
+    }
     l.gemv_ws = std::max(l.gemv_ws, cuda::gemv_workspace_bytes(gm.data(), static_cast<int>(gm.size()),
                                                               k, nc, info_.sm_count, tuning));
     if (swiglu_op != nullptr) {
@@ -159,10 +199,20 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
     }
   }
   const bool has_swiglu = swiglu_op != nullptr;
+  // With a fused norm the kernel reads the norm's input and writes the norm's output.
+  cuda::GemvQ8Norm nrm;
   const float* x = first.in0;
-  l.run = [this, gm, sw, has_swiglu, k, n, x, tuning] {
-    for (int64_t c = 0; c < n; c += cuda::kGemvMaxTokens) {
-      const int nc = static_cast<int>(std::min<int64_t>(cuda::kGemvMaxTokens, n - c));
+  if (norm_op != nullptr) {
+    LW_CHECK(q8 && n <= cuda::kGemvQ8MaxTokens, "norm fusion outside the int8 GEMV");
+    nrm.weight = norm_op->in1;
+    nrm.eps = norm_op->f;
+    nrm.out = norm_op->out;
+    x = norm_op->in0;
+  }
+  const bool has_norm = norm_op != nullptr;
+  l.run = [this, gm, sw, has_swiglu, k, n, x, tuning, q8, chunk, nrm, has_norm] {
+    for (int64_t c = 0; c < n; c += chunk) {
+      const int nc = static_cast<int>(std::min<int64_t>(chunk, n - c));
       std::vector<cuda::GemvMatrix> part = gm;
       for (cuda::GemvMatrix& g : part) {
         g.y += c * g.ldy;
@@ -173,9 +223,15 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
       }
       cuda::GemvSwiglu s = sw;
       if (has_swiglu) s.out += c * s.ld_out;
-      cuda::gemv(part.data(), static_cast<int>(part.size()), k, x + c * k, k, nc,
-                 has_swiglu ? &s : nullptr, gemv_ws_.get(), gemv_ws_.size(), info_.sm_count,
-                 stream_, tuning);
+      if (q8) {
+        cuda::gemv_q8(part.data(), static_cast<int>(part.size()), k, x + c * k, k, nc,
+                      has_swiglu ? &s : nullptr, act_ws_.get(), act_ws_.size(), info_.sm_count,
+                      stream_, 0, has_norm ? &nrm : nullptr);
+      } else {
+        cuda::gemv(part.data(), static_cast<int>(part.size()), k, x + c * k, k, nc,
+                   has_swiglu ? &s : nullptr, gemv_ws_.get(), gemv_ws_.size(), info_.sm_count,
+                   stream_, tuning);
+      }
     }
   };
   out->push_back(std::move(l));
@@ -187,7 +243,7 @@ void CudaBackend::add_single(const PendingOp& op, std::vector<Launch>* out) {
   switch (op.kind) {
     case Kind::kMatmul: {
       if (op.n < options_.gemm_min_tokens && cuda::gemv_supported(op.w.type, op.w.cols)) {
-        add_matmul_group({&op}, nullptr, nullptr, out);
+        add_matmul_group({&op}, nullptr, nullptr, nullptr, out);
         return;
       }
       const int64_t chunk_rows =

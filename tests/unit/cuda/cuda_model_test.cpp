@@ -1,8 +1,8 @@
 // Whole-model checks of the CUDA backend on tiny synthesized models: logits against the CPU
 // reference backend (normalized error <= 1e-3 and the same argmax at every position), with
 // op fusion and CUDA graphs on and off; prefill-then-decode against one full prefill on the
-// GPU; sessions batched together against each run alone; decode steps replayed from a
-// captured CUDA graph still match the reference.
+// GPU (decode on the int8 GEMV, and with it off); sessions batched together against each run
+// alone; decode steps replayed from a captured CUDA graph still match the reference.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -66,7 +66,8 @@ TEST_P(CudaModelTest, LogitsMatchCpuReference) {
   Model ref(store, ref_backend, small_kv());
   Model dev(store, *gpu, small_kv());
   const size_t vocab = static_cast<size_t>(ref.params().vocab_size);
-  // 70 tokens: prefill matmuls take the cuBLAS path (>= 65 tokens); 9 takes the gemv path.
+  // 70 tokens: prefill matmuls take the cuBLAS path (>= 17 tokens); 9 takes the int8 GEMV
+  // (quantized weights) or the f16 GEMV.
   for (size_t n : {9, 70}) {
     SCOPED_TRACE("tokens=" + std::to_string(n));
     const std::vector<int32_t> tokens = random_tokens(n, ref.params().vocab_size, 3 + n);
@@ -106,10 +107,16 @@ class CudaDecodeTest : public testing::Test {
 };
 test::SynthStore* CudaDecodeTest::synth_ = nullptr;
 
-TEST_F(CudaDecodeTest, PrefillThenDecodeEqualsFullPrefill) {
+// The decode steps on the int8 GEMV (default) or on the f32 / f16 GEMV kernels (int8 off);
+// the 90-token prefill takes the cuBLAS path either way.
+class CudaDecodePaths : public CudaDecodeTest, public testing::WithParamInterface<bool> {};
+
+TEST_P(CudaDecodePaths, PrefillThenDecodeEqualsFullPrefill) {
   LW_REQUIRE_GPU();
   FragmentStore store = FragmentStore::open(synth_->path());
-  auto gpu = test::cuda_backend();
+  CudaBackendOptions o;
+  if (!GetParam()) o.int8_gemv_max_tokens = 0;
+  auto gpu = make_cuda_backend(o);
   Model model(store, *gpu, small_kv());
   const size_t vocab = static_cast<size_t>(model.params().vocab_size);
   const std::vector<int32_t> tokens = random_tokens(90, model.params().vocab_size, 21);
@@ -126,8 +133,8 @@ TEST_F(CudaDecodeTest, PrefillThenDecodeEqualsFullPrefill) {
     }
     model.layers().kv().close(s);
     const double err = test::norm_err(got, full);
-    std::printf("[decode] prefill %zu then decode vs full prefill: normalized error %.3g\n",
-                prefill, err);
+    std::printf("[decode] int8=%d prefill %zu then decode vs full prefill: normalized error %.3g\n",
+                GetParam() ? 1 : 0, prefill, err);
     EXPECT_LE(err, kModelBound);
     EXPECT_TRUE(argmax_mismatches(got, full, vocab).empty());
   }
@@ -135,6 +142,11 @@ TEST_F(CudaDecodeTest, PrefillThenDecodeEqualsFullPrefill) {
   ASSERT_NE(cb, nullptr);
   EXPECT_GT(cb->stats().replayed, 10u) << "decode steps should replay a captured CUDA graph";
 }
+
+INSTANTIATE_TEST_SUITE_P(Int8, CudaDecodePaths, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& i) {
+                           return std::string(i.param ? "int8_gemv" : "int8_off");
+                         });
 
 TEST_F(CudaDecodeTest, BatchedSessionsEqualEachAloneAndReference) {
   LW_REQUIRE_GPU();

@@ -1,0 +1,60 @@
+// The int8 decode GEMV: quantized weights (Q4_K, Q5_K, Q6_K, Q8_0) times activations held
+// as two int8 planes per value (x ~ dl * (254 hi + lo), dl per 32 values: ~15 bits, error
+// <= amax / 64516; act_q8x2.cuh), dotted with dp4a (four int8 products per instruction,
+// exact int32 sums); scales, mins and the 16-value activation sums apply in f32. The weights
+// are used exactly as stored, so the normalized error vs the exact f32 reference is ~1e-5.
+// Persistent grid: each warp serves row groups of R rows (R / 2 gate/up row pairs in SwiGLU
+// mode) one after another, lanes over 32-value slots of the row (16 for Q8_0) with 16-byte
+// loads that bypass L1, the next slot's weights always in flight (also across row groups).
+// Epilogues as gemv(): residual add, SwiGLU pair; optionally the RMSNorm in front is fused.
+// Activations: for n_tok * act_stride <= kGemvQ8StageBytes each block quantizes x into
+// shared memory itself (no extra launch); larger calls quantize once into the workspace.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/gemv.h"
+
+namespace lw::cuda {
+
+constexpr int kGemvQ8MaxTokens = 8;       // tokens per launch (callers chunk larger n)
+constexpr size_t kGemvQ8StageBytes = 40 << 10;  // <= 48 KiB: no shared-memory opt-in
+
+// True for Q4_K / Q5_K / Q6_K with k % 256 == 0 and Q8_0 with k % 32 == 0, 1 <= n_tok <= 8.
+bool gemv_q8_supported(GgmlType type, int64_t k, int n_tok);
+
+// Bytes of one token's quantized activations (act_q8x2.cuh), a multiple of 16:
+//   int8 hi[k] | int8 lo[k] | f32 dl[k / 32] | f32 xsum[k / 16]
+int64_t gemv_q8_act_stride(int64_t k);
+
+// Device workspace gemv_q8 needs for this call: 0 when the blocks quantize in shared memory,
+// else n_tok * gemv_q8_act_stride(k).
+size_t gemv_q8_workspace_bytes(GgmlType type, int64_t k, int n_tok);
+
+// Quantizes n_tok rows of x (stride ldx floats, 16-byte aligned, k % 32 == 0) into `out`
+// (n_tok * gemv_q8_act_stride(k) bytes, 16-byte aligned; the layout above).
+void quantize_act_q8(const float* x, int64_t ldx, int64_t k, int n_tok, void* out,
+                     CudaStream stream);
+
+// RMSNorm fused in front of the product: the matrices multiply y = (x * s) * weight with
+// s = 1 / sqrt(mean(x^2) + eps) per token (x is the raw input), and `out` (when set, stride
+// ldx) receives y as the rms_norm op would (written by one block; out must not overlap x).
+struct GemvQ8Norm {
+  const float* weight = nullptr;  // k floats, 16-byte aligned
+  float eps = 0.f;
+  float* out = nullptr;
+};
+// True when gemv_q8 can take a GemvQ8Norm for this call (activations staged in shared
+// memory: no workspace).
+bool gemv_q8_can_fuse_norm(GgmlType type, int64_t k, int n_tok);
+
+// Same contract as gemv() for 1 <= n_tok <= kGemvQ8MaxTokens and a supported type; workspace
+// of at least gemv_q8_workspace_bytes(type, k, n_tok). rows_per_warp: 2 or 4 (0 = 4 for 1-2
+// tokens, 2 for more, or LW_CUDA_GEMV_Q8_ROWS). norm: optional fused RMSNorm (gemv_q8_can_fuse_norm).
+void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t ldx,
+             int n_tok, const GemvSwiglu* swiglu, void* workspace, size_t workspace_bytes,
+             int sm_count, CudaStream stream, int rows_per_warp = 0,
+             const GemvQ8Norm* norm = nullptr);
+
+}  // namespace lw::cuda
