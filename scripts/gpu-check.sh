@@ -143,7 +143,8 @@ if want int8 && [[ -f "$M7.store/manifest.json" ]]; then
   # The int8 GEMV (gemv_q8.cu) against the f32 GEMV it replaces, and its shapes: tg128 per
   # variant, then the 32-session batched decode with it on and off (same process image).
   for v in "LW_CUDA_INT8_GEMV_MAX_TOKENS=16" "LW_CUDA_INT8_GEMV_MAX_TOKENS=0" \
-    "LW_CUDA_GEMV_Q8_ROWS=2" "LW_CUDA_FUSE=0" "LW_CUDA_GRAPHS=0" ${INT8_EXTRA:-}; do
+    "LW_CUDA_GEMV_Q8_ROWS=2" "LW_CUDA_FUSE=0" "LW_CUDA_GRAPHS=0" "LW_CUDA_ATTN_V2=0" \
+    ${INT8_EXTRA:-}; do
     if (($(elapsed) > ${INT8_UNTIL:-400})); then note "int8: out of time before $v"; break; fi
     (export $v LOG=bench; run_phase "int8 $v" 45 "$BIN/layerwire" bench --fragments \
       "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
