@@ -63,9 +63,15 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
       std::vector<const PendingOp*> group{&op};
       size_t j = i + 1;
       if (options_.fuse) {
+        // Same type, or (int8 GEMV) a run of a second type after the first: Q4_K q/k + Q6_K v.
+        const auto joins = [&](const PendingOp& o) {
+          if (o.w.type == group.back()->w.type) return true;
+          return group.back()->w.type == op.w.type && o.n <= options_.int8_gemv_max_tokens &&
+                 cuda::gemv_q8_pair_supported(op.w.type, o.w.type, op.w.cols, 1);
+        };
         while (j < ops.size() && group.size() < static_cast<size_t>(cuda::kGemvMaxGroup) &&
                use_gemv(ops[j]) && ops[j].in0 == op.in0 && ops[j].n == op.n &&
-               ops[j].w.type == op.w.type && ops[j].w.cols == op.w.cols) {
+               ops[j].w.cols == op.w.cols && joins(ops[j])) {
           bool clash = overlaps(ops[j].out, out_bytes(ops[j]), op.in0, in_bytes(op));
           if (norm_op != nullptr) {  // the fused kernel reads the norm's input in every block
             clash = clash || overlaps(ops[j].out, out_bytes(ops[j]), norm_op->in0, in_bytes(op));
@@ -88,7 +94,8 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
           const float* other = nx.in0 == op.out ? nx.in1 : nx.in0;
           if (!overlaps(other, nx.n * 4, op.out, out_bytes(op))) add_op = &nx;
         } else if (group.size() == 2 && nx.kind == Kind::kSwiglu &&
-                   group[0]->w.rows == group[1]->w.rows && nx.in0 == group[0]->out &&
+                   group[0]->w.rows == group[1]->w.rows &&
+                   group[0]->w.type == group[1]->w.type && nx.in0 == group[0]->out &&
                    nx.in1 == group[1]->out && nx.n == op.n * op.w.rows &&
                    !overlaps(nx.out, nx.n * 4, op.in0, in_bytes(op))) {
           swiglu_op = &nx;

@@ -7,335 +7,84 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "common/error.h"
-#include "kernels/cuda/act_q8x2.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/env_switch.h"
-#include "kernels/cuda/gemv_q8_dot.cuh"
+#include "kernels/cuda/gemv_q8_kernel.cuh"
 
 namespace lw::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
+using q8k::kThreads;
+using q8k::kWarps;
+using q8k::Params;
+using q8k::WMat;
+using q8k::gemv_q8_kernel;
+using q8k::gemv_q8_pair_kernel;
+using q8k::quantize_kernel;
 
-using q8x2::Tok;
-
-// ---- activation staging -------------------------------------------------------------------
-// n_tok tokens x ceil(k / 256) chunks, one chunk per warp in turn (first_warp, warp_step).
-// With norm_w: RMSNorm first (token t scaled by scales[t]), the normalized rows also stored
-// to norm_out (row stride ldx) when set.
-__device__ __forceinline__ void quant_tokens(const float* x, int64_t ldx, int64_t k, int n_tok,
-                                             uint8_t* out, int64_t stride, int64_t first_warp,
-                                             int64_t warp_step, int lane,
-                                             const float* norm_w = nullptr,
-                                             const float* scales = nullptr,
-                                             float* norm_out = nullptr) {
-  const int64_t chunks = (k + 255) / 256;
-  for (int64_t c = first_warp; c < n_tok * chunks; c += warp_step) {
-    const int64_t t = c / chunks, c0 = (c % chunks) * 256;
-    q8x2::NormArgs nrm;
-    if (norm_w != nullptr) {
-      nrm.w = norm_w;
-      nrm.scale = scales[t];
-      nrm.out = norm_out != nullptr ? norm_out + t * ldx : nullptr;
-    }
-    q8x2::quant_chunk(x + t * ldx, c0, k, q8x2::tok_out(out + t * stride, k), lane, nrm);
+// Resident blocks per SM of `kernel` with `smem` bytes of dynamic shared memory (asked once per
+// kernel and size; the query is not a stream operation, so it is safe during graph capture).
+// Keyed by the kernel's address: every instantiation has the same function type.
+template <typename K>
+int blocks_per_sm(K kernel, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, size_t>, int> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), smem);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    int n = 0;
+    LW_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem));
+    it = cache.emplace(key, std::max(1, n)).first;
   }
-}
-
-// Each token's RMSNorm scale 1 / sqrt(sum(x^2) / k + eps), the sum in a fixed order (lanes,
-// then the block's warps); every thread of the block takes part.
-__device__ __forceinline__ void norm_scales(const float* x, int64_t ldx, int64_t k, int n_tok,
-                                            float eps, float* scales, int warp, int lane) {
-  __shared__ float part[kWarps][kGemvQ8MaxTokens];
-  const int64_t chunks = (k + 255) / 256;
-  for (int t = 0; t < n_tok; ++t) {
-    float ss = 0.f;
-    for (int64_t c = warp; c < chunks; c += kWarps) {
-      const int64_t col = c * 256 + 8 * lane;
-      if (col < k) {
-        float v[8];
-        q8x2::load8(x + t * ldx + col, v);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) ss = fmaf(v[j], v[j], ss);
-      }
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-    if (lane == 0) part[warp][t] = ss;
-  }
-  __syncthreads();
-  if (threadIdx.x < static_cast<unsigned>(n_tok)) {
-    float total = 0.f;
-    for (int w = 0; w < kWarps; ++w) total += part[w][threadIdx.x];
-    scales[threadIdx.x] = static_cast<float>(
-        1.0 / sqrt(static_cast<double>(total) / static_cast<double>(k) + eps));
-  }
-  __syncthreads();
-}
-
-__global__ void __launch_bounds__(kThreads)
-    quantize_kernel(const float* x, int64_t ldx, int64_t k, int n_tok, uint8_t* out,
-                    int64_t stride) {
-  const int64_t w = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> 5;
-  quant_tokens(x, ldx, k, n_tok, out, stride, w, static_cast<int64_t>(gridDim.x) * kWarps,
-               threadIdx.x & 31);
-}
-
-// ---- the GEMV kernel ------------------------------------------------------------------------
-struct WMat {
-  const uint8_t* w;
-  int64_t rows;
-  float* y;
-  int64_t ldy;
-  const float* add_in;
-  float* add_out;
-  int64_t ld_add;
-};
-
-struct Params {
-  WMat m[kGemvMaxGroup];
-  int64_t row_begin[kGemvMaxGroup + 1];  // concatenated rows of the group
-  int n_mat;
-  int64_t k;
-  int64_t n_slots;  // slots per row
-  int n_tok;
-  const float* x;  // f32 activations (quantized into shared memory when xq == nullptr)
-  int64_t ldx;
-  const uint8_t* xq;  // pre-quantized activations (global memory) or nullptr
-  int64_t stride;     // bytes per token of quantized activations
-  const float* norm_w;  // RMSNorm fused in front (staged activations only) or nullptr
-  float norm_eps;
-  float* norm_out;  // block 0 stores the normalized rows here (row stride ldx)
-  float* swiglu_out;  // non-null: a gate/up pair
-  int64_t ld_swiglu;
-  int64_t n_groups;  // row groups: R rows, or R / 2 gate/up row pairs
-};
-
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
-
-// Matrix and row of stream s (0..R-1) of row group g; live = the row exists.
-template <int R>
-__device__ __forceinline__ void stream_row(const Params& p, int64_t g, int s, int* mi,
-                                           int64_t* row, bool* live) {
-  if (p.swiglu_out != nullptr) {
-    *mi = s & 1;
-    *row = g * (R / 2) + (s >> 1);
-    *live = *row < p.m[0].rows;
-    if (!*live) *row = p.m[0].rows - 1;
-    return;
-  }
-  const int64_t gr = g * R + s;
-  *live = gr < p.row_begin[p.n_mat];
-  const int64_t gc = *live ? gr : p.row_begin[p.n_mat] - 1;
-  int m = 0;
-#pragma unroll
-  for (int i = 1; i < kGemvMaxGroup; ++i) {
-    if (i < p.n_mat && gc >= p.row_begin[i]) m = i;
-  }
-  *mi = m;
-  *row = gc - p.row_begin[m];
-}
-
-template <GgmlType T, int R>
-__device__ __forceinline__ void group_rows(const Params& p, int64_t g,
-                                           typename q8dot::W<T>::Row (&rp)[R]) {
-#pragma unroll
-  for (int s = 0; s < R; ++s) {
-    int mi;
-    int64_t row;
-    bool live;
-    stream_row<R>(p, g, s, &mi, &row, &live);
-    rp[s] = q8dot::W<T>::row(p.m[mi].w, p.m[mi].rows, row, p.k);
-  }
-}
-
-// The sums of row group g are complete in every lane: lane (s * NT + t) % 32 stores (s, t).
-template <int NT, int R>
-__device__ __forceinline__ void store_group(const Params& p, int64_t g, const float (&acc)[R][NT],
-                                            int lane) {
-  if (p.swiglu_out != nullptr) {
-#pragma unroll
-    for (int r = 0; r < R / 2; ++r) {
-      int mi;
-      int64_t row;
-      bool live;
-      stream_row<R>(p, g, 2 * r, &mi, &row, &live);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (lane != (r * NT + t) % 32 || !live || t >= p.n_tok) continue;
-        const float gv = acc[2 * r][t], up = acc[2 * r + 1][t];
-        p.m[0].y[t * p.m[0].ldy + row] = gv;
-        p.m[1].y[t * p.m[1].ldy + row] = up;
-        p.swiglu_out[t * p.ld_swiglu + row] = silu(gv) * up;
-      }
-    }
-    return;
-  }
-#pragma unroll
-  for (int s = 0; s < R; ++s) {
-    int mi;
-    int64_t row;
-    bool live;
-    stream_row<R>(p, g, s, &mi, &row, &live);
-    const WMat& M = p.m[mi];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (lane != (s * NT + t) % 32 || !live || t >= p.n_tok) continue;
-      M.y[t * M.ldy + row] = acc[s][t];
-      if (M.add_out != nullptr) {
-        M.add_out[t * M.ld_add + row] = M.add_in[t * M.ld_add + row] + acc[s][t];
-      }
-    }
-  }
-}
-
-// A warp's position in its flat sequence of (row group, iteration) items.
-template <GgmlType T, int R>
-struct Cursor {
-  int64_t g;   // row group (>= n_groups: past the end)
-  int64_t it;  // iteration: slots it * 32 + lane
-  typename q8dot::W<T>::Row rp[R];
-};
-
-template <GgmlType T, int R>
-__device__ __forceinline__ Cursor<T, R> advance(const Params& p, const Cursor<T, R>& c,
-                                                int64_t n_it, int64_t n_warps) {
-  Cursor<T, R> n = c;
-  if (++n.it == n_it) {
-    n.it = 0;
-    n.g += n_warps;
-    if (n.g < p.n_groups) group_rows<T, R>(p, n.g, n.rp);
-  }
-  return n;
-}
-
-template <GgmlType T, int R>
-__device__ __forceinline__ void load_item(const Params& p, const Cursor<T, R>& c, int lane,
-                                          const typename q8dot::W<T>::Lane& L,
-                                          typename q8dot::W<T>::Raw (&raw)[R]) {
-  if (c.g < p.n_groups && c.it * 32 + lane < p.n_slots) {
-#pragma unroll
-    for (int s = 0; s < R; ++s) raw[s] = q8dot::W<T>::load(c.rp[s], static_cast<int>(c.it), L);
-  }
-}
-
-// Persistent: warp w of the grid takes row groups w, w + W, ... (W = warps in the grid) and
-// walks their (group, iteration) items in one flat sequence with the weights of the next item
-// always in flight (also across groups), so a warp streams without a gap; the activations are
-// staged once per block. (Two items in flight measured slower: 224 vs 242 tok/s tg128, the
-// registers cost more warps than they add loads.)
-template <GgmlType T, int NT, int R>
-__global__ void __launch_bounds__(kThreads) gemv_q8_kernel(const __grid_constant__ Params p) {
-  constexpr int D = 1;
-  extern __shared__ __align__(16) uint8_t smem[];
-  using Wt = q8dot::W<T>;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
-  const int64_t n_it = (p.n_slots + 31) / 32;
-  const typename Wt::Lane L = Wt::lane_of(lane);
-
-  // buf[i] holds the weights of item c[i]; c[0] is the one computed next.
-  Cursor<T, R> c[D + 1];
-  typename Wt::Raw buf[D + 1][R];
-  c[0].g = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
-  c[0].it = 0;
-  if (c[0].g < p.n_groups) group_rows<T, R>(p, c[0].g, c[0].rp);
-  load_item<T, R>(p, c[0], lane, L, buf[0]);
-#pragma unroll
-  for (int i = 1; i < D; ++i) {
-    c[i] = advance<T, R>(p, c[i - 1], n_it, n_warps);
-    load_item<T, R>(p, c[i], lane, L, buf[i]);
-  }
-
-  const uint8_t* xb = p.xq;
-  if (xb == nullptr) {
-    __shared__ float scales[kGemvQ8MaxTokens];
-    if (p.norm_w != nullptr) norm_scales(p.x, p.ldx, p.k, p.n_tok, p.norm_eps, scales, warp, lane);
-    quant_tokens(p.x, p.ldx, p.k, p.n_tok, smem, p.stride, warp, kWarps, lane, p.norm_w, scales,
-                 blockIdx.x == 0 ? p.norm_out : nullptr);
-    __syncthreads();
-    xb = smem;
-  }
-  Tok x[NT];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) x[t].p = xb + (t < p.n_tok ? t : 0) * p.stride;
-
-  float acc[R][NT];
-#pragma unroll
-  for (int s = 0; s < R; ++s) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[s][t] = 0.f;
-  }
-  while (c[0].g < p.n_groups) {
-    c[D] = advance<T, R>(p, c[D - 1], n_it, n_warps);
-    load_item<T, R>(p, c[D], lane, L, buf[D]);
-    if (c[0].it * 32 + lane < p.n_slots) {
-      // Each row's slot is unpacked once; each token's activations for the slot are loaded
-      // once and dotted with all R rows.
-      typename Wt::Unp u[R];
-#pragma unroll
-      for (int s = 0; s < R; ++s) u[s] = Wt::unpack(buf[0][s], L);
-      const int it = static_cast<int>(c[0].it);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        const typename Wt::X xs = Wt::load_x(x[t], it, L, p.k);
-#pragma unroll
-        for (int s = 0; s < R; ++s) acc[s][t] = Wt::dot(u[s], xs, acc[s][t]);
-      }
-    }
-    if (c[0].it == n_it - 1) {  // row group c[0].g is complete
-#pragma unroll
-      for (int s = 0; s < R; ++s) {
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-          float v = acc[s][t];
-#pragma unroll
-          for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-          acc[s][t] = v;
-        }
-      }
-      store_group<NT, R>(p, c[0].g, acc, lane);
-#pragma unroll
-      for (int s = 0; s < R; ++s) {
-#pragma unroll
-        for (int t = 0; t < NT; ++t) acc[s][t] = 0.f;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < D; ++i) {
-      c[i] = c[i + 1];
-#pragma unroll
-      for (int s = 0; s < R; ++s) buf[i][s] = buf[i + 1][s];
-    }
-  }
+  return it->second;
 }
 
 template <GgmlType T, int NT, int R>
 void launch(const Params& p, int sm_count, size_t smem, cudaStream_t s) {
   const auto kernel = gemv_q8_kernel<T, NT, R>;
-  // Resident blocks per SM for this kernel and shared-memory size (asked once per pair; the
-  // occupancy query is not a stream operation, so it is safe during graph capture).
-  static std::mutex mu;
-  static std::map<size_t, int> blocks_by_smem;
-  int per_sm = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = blocks_by_smem.find(smem);
-    if (it == blocks_by_smem.end()) {
-      int n = 0;
-      LW_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem));
-      it = blocks_by_smem.emplace(smem, std::max(1, n)).first;
-    }
-    per_sm = it->second;
-  }
   const int64_t want = (p.n_groups + kWarps - 1) / kWarps;
-  const unsigned blocks =
-      static_cast<unsigned>(std::min<int64_t>(want, static_cast<int64_t>(sm_count) * per_sm));
-  kernel<<<blocks, kThreads, smem, s>>>(p);
+  const int64_t cap = static_cast<int64_t>(sm_count) * blocks_per_sm(kernel, smem);
+  kernel<<<static_cast<unsigned>(std::min(want, cap)), kThreads, smem, s>>>(p);
   LW_CUDA_LAUNCH_CHECK("gemv_q8_kernel");
+}
+
+// The resident blocks go to the two parts in proportion to their weight bytes.
+template <GgmlType TA, GgmlType TB, int NT, int R>
+void launch_pair(const Params& pa, const Params& pb, int64_t bytes_a, int64_t bytes_b,
+                 int sm_count, size_t smem, cudaStream_t s) {
+  const auto kernel = gemv_q8_pair_kernel<TA, TB, NT, R>;
+  const int64_t want_a = (pa.n_groups + kWarps - 1) / kWarps;
+  const int64_t want_b = (pb.n_groups + kWarps - 1) / kWarps;
+  const int64_t cap = static_cast<int64_t>(sm_count) * blocks_per_sm(kernel, smem);
+  int64_t blocks_a = want_a, blocks_b = want_b;
+  if (want_a + want_b > cap) {
+    const double share = static_cast<double>(bytes_a) / static_cast<double>(bytes_a + bytes_b);
+    blocks_a = std::clamp<int64_t>(static_cast<int64_t>(share * static_cast<double>(cap) + 0.5),
+                                   1, std::min(want_a, cap - 1));
+    blocks_b = std::clamp<int64_t>(cap - blocks_a, 1, want_b);
+  }
+  kernel<<<static_cast<unsigned>(blocks_a + blocks_b), kThreads, smem, s>>>(
+      pa, pb, static_cast<unsigned>(blocks_a));
+  LW_CUDA_LAUNCH_CHECK("gemv_q8_pair_kernel");
+}
+
+template <int R>
+void launch_pair_nt(const Params& pa, const Params& pb, int64_t bytes_a, int64_t bytes_b,
+                    int sm_count, size_t smem, cudaStream_t s) {
+  constexpr GgmlType A = GgmlType::Q4_K, B = GgmlType::Q6_K;
+  if (pa.n_tok == 1) {
+    launch_pair<A, B, 1, R>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+  } else if (pa.n_tok == 2) {
+    launch_pair<A, B, 2, R>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+  } else if (pa.n_tok <= 4) {
+    launch_pair<A, B, 4, R>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+  } else {
+    launch_pair<A, B, 8, R>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+  }
 }
 
 template <GgmlType T, int R>
@@ -399,6 +148,35 @@ void quantize_act_q8(const float* x, int64_t ldx, int64_t k, int n_tok, void* ou
   LW_CUDA_LAUNCH_CHECK("quantize_kernel");
 }
 
+bool gemv_q8_pair_supported(GgmlType a, GgmlType b, int64_t k, int n_tok) {
+  return a == GgmlType::Q4_K && b == GgmlType::Q6_K && gemv_q8_supported(a, k, n_tok) &&
+         gemv_q8_supported(b, k, n_tok);
+}
+
+namespace {
+
+// The matrices [first, first + count) of p as a launch of their own (row groups of R rows).
+Params part_of(const Params& p, int first, int count, GgmlType type, int R, bool pair) {
+  Params q = p;
+  int64_t rb = 0;
+  for (int i = 0; i < kGemvMaxGroup; ++i) {
+    if (i < count) {
+      q.m[i] = p.m[first + i];
+      q.row_begin[i] = rb;
+      rb += q.m[i].rows;
+    } else {
+      q.m[i] = WMat{};
+    }
+  }
+  for (int i = count; i <= kGemvMaxGroup; ++i) q.row_begin[i] = rb;
+  q.n_mat = count;
+  q.n_slots = type == GgmlType::Q8_0 ? p.k / 16 : p.k / 32;
+  q.n_groups = pair ? (rb / 2 + R / 2 - 1) / (R / 2) : (rb + R - 1) / R;
+  return q;
+}
+
+}  // namespace
+
 void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t ldx,
              int n_tok, const GemvSwiglu* swiglu, void* workspace, size_t workspace_bytes,
              int sm_count, CudaStream stream, int rows_per_warp, const GemvQ8Norm* norm) {
@@ -411,13 +189,20 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
            "gemv_q8: x must be 16-byte aligned with ldx % 4 == 0 (ldx=" + std::to_string(ldx) +
                ")");
   const bool pair = swiglu != nullptr && swiglu->out != nullptr;
-  LW_CHECK(!pair || (n_mats == 2 && mats[0].rows == mats[1].rows),
-           "gemv_q8: swiglu needs two matrices of equal rows");
+  LW_CHECK(!pair || (n_mats == 2 && mats[0].rows == mats[1].rows && mats[1].type == type),
+           "gemv_q8: swiglu needs two matrices of equal rows and type");
+  // The matrices of the first type, then (optionally) those of a second one.
+  int n_a = 1;
+  while (n_a < n_mats && mats[n_a].type == type) ++n_a;
+  const GgmlType type_b = n_a < n_mats ? mats[n_a].type : type;
+  LW_CHECK(n_a == n_mats || gemv_q8_pair_supported(type, type_b, k, n_tok),
+           "gemv_q8: a group of " + type_name(static_cast<uint32_t>(type)) + " and " +
+               type_name(static_cast<uint32_t>(type_b)) + " is not supported");
   Params p{};
-  int64_t rb = 0;
+  int64_t rb = 0, bytes_a = 0, bytes_b = 0;
   for (int i = 0; i < n_mats; ++i) {
-    LW_CHECK(mats[i].type == type && mats[i].rows >= 1 && mats[i].w != nullptr &&
-                 mats[i].y != nullptr && mats[i].ldy >= mats[i].rows &&
+    LW_CHECK(mats[i].type == (i < n_a ? type : type_b) && mats[i].rows >= 1 &&
+                 mats[i].w != nullptr && mats[i].y != nullptr && mats[i].ldy >= mats[i].rows &&
                  (mats[i].add_out == nullptr ||
                   (mats[i].add_in != nullptr && mats[i].ld_add >= mats[i].rows)),
              "gemv_q8: matrix " + std::to_string(i));
@@ -431,11 +216,11 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
     m.ld_add = mats[i].ld_add;
     p.row_begin[i] = rb;
     rb += m.rows;
+    (i < n_a ? bytes_a : bytes_b) += weight_bytes(mats[i].type, mats[i].rows, k);
   }
   for (int i = n_mats; i <= kGemvMaxGroup; ++i) p.row_begin[i] = rb;
   p.n_mat = n_mats;
   p.k = k;
-  p.n_slots = type == GgmlType::Q8_0 ? k / 16 : k / 32;
   p.n_tok = n_tok;
   p.x = x;
   p.ldx = ldx;
@@ -463,9 +248,7 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
                 : env_rows != 0   ? env_rows
                 : (n_tok <= 2 && rows4 >= static_cast<int64_t>(sm_count) * 8) ? 4
                                                                               : 2;
-
   LW_CHECK(R == 2 || R == 4, "gemv_q8: rows_per_warp " + std::to_string(R));
-  p.n_groups = pair ? (rb / 2 + R / 2 - 1) / (R / 2) : (rb + R - 1) / R;
 
   const cudaStream_t s = to_stream(stream);
   size_t smem = 0;
@@ -480,6 +263,18 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
     quantize_act_q8(x, ldx, k, n_tok, workspace, stream);
     p.xq = static_cast<const uint8_t*>(workspace);
   }
+  if (n_a < n_mats) {
+    const Params pa = part_of(p, 0, n_a, type, R, false);
+    Params pb = part_of(p, n_a, n_mats - n_a, type_b, R, false);
+    pb.norm_out = nullptr;  // the first part stores the normalized rows
+    if (R == 2) {
+      launch_pair_nt<2>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+    } else {
+      launch_pair_nt<4>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
+    }
+    return;
+  }
+  p = part_of(p, 0, n_mats, type, R, pair);
   if (R == 2) {
     launch_type<2>(type, p, sm_count, smem, s);
   } else {

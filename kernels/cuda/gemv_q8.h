@@ -49,7 +49,12 @@ struct GemvQ8Norm {
 // memory: no workspace).
 bool gemv_q8_can_fuse_norm(GgmlType type, int64_t k, int n_tok);
 
-// Same contract as gemv() for 1 <= n_tok <= kGemvQ8MaxTokens and a supported type; workspace
+// True when a group of `a` matrices followed by `b` matrices (same input) can run as one
+// launch: Q4_K then Q6_K (the Q/K and V projections of a Q4_K_M layer).
+bool gemv_q8_pair_supported(GgmlType a, GgmlType b, int64_t k, int n_tok);
+
+// Same contract as gemv() for 1 <= n_tok <= kGemvQ8MaxTokens and a supported type (or a
+// supported pair of types: the first type's matrices first, no epilogue on them); workspace
 // of at least gemv_q8_workspace_bytes(type, k, n_tok). rows_per_warp: 2 or 4 (0 = 4 for 1-2
 // tokens, 2 for more, or LW_CUDA_GEMV_Q8_ROWS). norm: optional fused RMSNorm (gemv_q8_can_fuse_norm).
 void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t ldx,

@@ -11,7 +11,8 @@
 //     memory and pre-quantized in the workspace, groups of matrices, the residual-add and
 //     SwiGLU epilogues (the SwiGLU product 2e-4: two products' errors), strided outputs,
 //     NaN-poisoned outputs;
-//   - the RMSNorm fused in front equals rms_norm followed by the product.
+//   - the RMSNorm fused in front equals rms_norm followed by the product;
+//   - a Q4_K + Q6_K group in one launch equals each part's reference.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -299,6 +300,71 @@ TEST(CudaGemvQ8, FusedRmsNormMatchesNormThenMatmul) {
   EXPECT_FALSE(cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, 14336, 8)) << "needs the workspace";
 }
 
+// Q4_K matrices followed by Q6_K ones in one launch (the Q/K/V projections of a Q4_K_M layer):
+// each part against matmul_ref, with persistent and one-group-per-warp grids, staged and
+// workspace activations, and the RMSNorm fused in front where the activations are staged.
+TEST(CudaGemvQ8, MixedTypeGroupMatchesReference) {
+  LW_REQUIRE_GPU();
+  cuda::set_device(0);
+  ThreadPool pool(1);
+  uint32_t seed = 1300;
+  const GgmlType types[3] = {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K};
+  const int64_t rows[3] = {45, 16, 21};
+  int checked_norm = 0;
+  for (int64_t k : {256, 4096, 8192}) {
+    for (int n : {1, 2, 3, 8}) {
+      for (int R : {2, 4}) {
+        for (int sms : {1, 100000}) {
+          const bool with_norm = cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, k, n) && sms == 1;
+          SCOPED_TRACE("k=" + std::to_string(k) + " n_tok=" + std::to_string(n) + " R=" +
+                       std::to_string(R) + " sms=" + std::to_string(sms) +
+                       (with_norm ? " norm" : ""));
+          ASSERT_TRUE(cuda::gemv_q8_pair_supported(GgmlType::Q4_K, GgmlType::Q6_K, k, n));
+          const std::vector<float> x = randn(static_cast<size_t>(n) * k, seed++, 1.5f);
+          std::vector<float> nw = randn(static_cast<size_t>(k), seed++, 0.3f);
+          for (float& v : nw) v += 1.0f;
+          std::vector<float> xin = x;
+          if (with_norm) rms_norm_ref(x.data(), nw.data(), n, k, 1e-5f, xin.data());
+          cuda::GpuBuffer xb = upload_bytes(x.data(), x.size() * sizeof(float));
+          cuda::GpuBuffer nwb = upload_bytes(nw.data(), nw.size() * sizeof(float));
+          cuda::GpuBuffer nob = poisoned_floats(x.size());
+          std::vector<std::vector<uint8_t>> w;
+          std::vector<cuda::GpuBuffer> wb, yb;
+          cuda::GemvMatrix m[3];
+          for (int i = 0; i < 3; ++i) {
+            w.push_back(test::random_weights(types[i], rows[i], k, seed++));
+            std::vector<uint8_t> packed(w[i].size());
+            cuda::repack_weights(types[i], w[i].data(), rows[i], k, packed.data());
+            wb.push_back(upload_bytes(packed.data(), packed.size()));
+            yb.push_back(poisoned_floats(static_cast<size_t>(n * rows[i])));
+            m[i].type = types[i];
+            m[i].w = wb[i].get();
+            m[i].rows = rows[i];
+            m[i].y = yb[i].as<float>();
+            m[i].ldy = rows[i];
+          }
+          const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, k, n);
+          cuda::GpuBuffer ws(ws_bytes == 0 ? 16 : ws_bytes);
+          cuda::GemvQ8Norm norm{nwb.as<float>(), 1e-5f, nob.as<float>()};
+          cuda::gemv_q8(m, 3, k, xb.as<float>(), k, n, nullptr, ws.get(), ws.size(), sms, nullptr,
+                        R, with_norm ? &norm : nullptr);
+          cuda::device_synchronize("gemv_q8 mixed");
+          for (int i = 0; i < 3; ++i) {
+            std::vector<float> ref(static_cast<size_t>(n * rows[i]));
+            matmul_ref(types[i], w[i].data(), rows[i], k, xin.data(), n, ref.data());
+            EXPECT_LE(norm_err(download(yb[i], ref.size()), ref), kBound) << "matrix " << i;
+          }
+          if (with_norm) {
+            ++checked_norm;
+            EXPECT_LE(norm_err(download(nob, x.size()), xin), 1e-5) << "normalized output";
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked_norm, 0);
+}
+
 TEST(CudaGemvQ8, RefusesWhatItDoesNotCover) {
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::F16, 256, 1));
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q4_K, 288, 1));  // not a multiple of 256
@@ -306,6 +372,8 @@ TEST(CudaGemvQ8, RefusesWhatItDoesNotCover) {
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 9));  // more than 8 tokens
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 0));
   EXPECT_TRUE(cuda::gemv_q8_supported(GgmlType::Q8_0, 32, 8));
+  EXPECT_FALSE(cuda::gemv_q8_pair_supported(GgmlType::Q6_K, GgmlType::Q4_K, 256, 1));
+  EXPECT_FALSE(cuda::gemv_q8_pair_supported(GgmlType::Q4_K, GgmlType::Q8_0, 256, 1));
   EXPECT_EQ(cuda::gemv_q8_act_stride(4096), 9728);
   EXPECT_EQ(cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, 4096, 4), 0u);  // staged
   EXPECT_EQ(cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, 14336, 8), 8u * 34048u);
