@@ -5,18 +5,14 @@
 #include <string>
 
 #include "client/bpe_pretokenize.h"
+#include "client/symbol_merge.h"
 #include "client/unicode.h"
 #include "common/error.h"
 
 namespace lw {
 namespace {
 
-struct Symbol {
-  int prev;
-  int next;
-  size_t start;  // byte offset in the mapped word
-  size_t len;    // 0 once merged into its left neighbour
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   int left;
@@ -53,20 +49,7 @@ class BpeSession {
         return;
       }
     }
-    for (size_t i = 1; i < symbols_.size(); ++i) try_add(static_cast<int>(i) - 1, i);
-    while (!agenda_.empty()) {
-      const Bigram b = agenda_.top();
-      agenda_.pop();
-      Symbol& left = symbols_[b.left];
-      Symbol& right = symbols_[b.right];
-      if (left.len == 0 || right.len == 0 || left.len + right.len != b.len) continue;
-      left.len += right.len;
-      right.len = 0;
-      left.next = right.next;
-      if (right.next >= 0) symbols_[right.next].prev = b.left;
-      try_add(left.prev, b.left);
-      try_add(b.left, left.next);
-    }
+    merge_symbols(symbols_, agenda_, [this](int left, int right) { try_add(left, right); });
     for (int i = 0; i >= 0; i = symbols_[i].next) emit(i);
   }
 

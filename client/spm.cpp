@@ -4,18 +4,14 @@
 #include <string>
 #include <unordered_map>
 
+#include "client/symbol_merge.h"
 #include "client/unicode.h"
 #include "common/error.h"
 
 namespace lw {
 namespace {
 
-struct Symbol {
-  int prev;
-  int next;
-  size_t start;  // byte offset in the text
-  size_t len;    // bytes; 0 once merged into its left neighbour
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   int left;
@@ -43,20 +39,7 @@ class SpmSession {
       symbols_.push_back({index - 1, pos + len < text_.size() ? index + 1 : -1, pos, len});
       pos += len;
     }
-    for (size_t i = 1; i < symbols_.size(); ++i) try_add(static_cast<int>(i) - 1, i);
-    while (!agenda_.empty()) {
-      const Bigram b = agenda_.top();
-      agenda_.pop();
-      Symbol& left = symbols_[b.left];
-      Symbol& right = symbols_[b.right];
-      if (left.len == 0 || right.len == 0 || left.len + right.len != b.len) continue;
-      left.len += right.len;
-      right.len = 0;
-      left.next = right.next;
-      if (right.next >= 0) symbols_[right.next].prev = b.left;
-      try_add(left.prev, b.left);
-      try_add(b.left, left.next);
-    }
+    merge_symbols(symbols_, agenda_, [this](int left, int right) { try_add(left, right); });
     for (int i = symbols_.empty() ? -1 : 0; i >= 0; i = symbols_[i].next) {
       resegment(text_.substr(symbols_[i].start, symbols_[i].len));
     }
