@@ -12,7 +12,8 @@
 # magistral (40 layers, if time allows) | int8 (tg128 with the int8 GEMV on/off and per
 # variant, 32-session decode on/off, pp512 with the flash prefill attention on/off; not in
 # the default list) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
-# of the dequant kernels; not in the default list).
+# of the dequant kernels; not in the default list) | mma (the tensor-core int8 GEMV on and
+# off: tg128, 32-session decode, ncu of its launches; not in the default list).
 # Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
 # filter of the tests phase, default all), MEMCHECK_FILTER (gtest filter of memcheck),
 # SMALL_CFGS (smallcfg indices, default 0-5), WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
@@ -52,6 +53,15 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
   $(dirname "$(find / -xdev -name 'libcublas.so.13*' 2>/dev/null | head -n 1)" 2>/dev/null); do
   [[ -e "$d/libcublas.so.13" ]] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}" && break
 done
+
+# Kernel | us | MB read | MB written | GB/s from an ncu log of those three metrics.
+ncu_table() {  # kernel | us | MB read | MB written | GB/s
+  awk '/, Context [0-9]+, Stream/ {n=$0; sub(/\(.*$/, "", n); sub(/^ +void +/, "", n); sub(/^ +/, "", n)}
+       /^ +dram__bytes_read.sum/ {r=$NF; if ($(NF-1)=="Kbyte") r/=1000; if ($(NF-1)=="byte") r/=1e6; if ($(NF-1)=="Gbyte") r*=1000}
+       /^ +dram__bytes_write.sum/ {w=$NF; if ($(NF-1)=="Kbyte") w/=1000; if ($(NF-1)=="byte") w/=1e6; if ($(NF-1)=="Gbyte") w*=1000}
+       /^ +gpu__time_duration.sum/ {t=$NF; if ($(NF-1)=="ms") t*=1000; if ($(NF-1)=="ns") t/=1000;
+          printf "%-60s %9.2f us %9.2f MB rd %8.2f MB wr %7.0f GB/s\n", substr(n,1,60), t, r, w, (r+w)/t*1000}' "$1"
+}
 
 if want env; then
   {
@@ -174,6 +184,32 @@ if want int8 && [[ -f "$M7.store/manifest.json" ]]; then
     note "flash $v: $(grep -E '^\| pp' "$OUT/bench.log" | tail -n 1)"
   done
 fi
+if want mma && [[ -f "$M7.store/manifest.json" ]]; then
+  # The tensor-core int8 GEMV (gemv_q8_mma.cuh), same image: tg128 with it for every call
+  # (LW_CUDA_GEMV_MMA=2) vs the default (dp4a for <= 8 tokens), interleaved; the 32-session
+  # decode step with it (default) vs cuBLAS (=0); ncu of its one-token decode launches.
+  for v in 2 1 2 1; do
+    if (($(elapsed) > ${MMA_UNTIL:-420})); then note "mma: out of time before $v"; break; fi
+    (export LW_CUDA_GEMV_MMA=$v LOG=bench; run_phase "mma tg LW_CUDA_GEMV_MMA=$v" 45 \
+      "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
+    note "mma LW_CUDA_GEMV_MMA=$v: $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1) $(grep -E 'weight bandwidth' "$OUT/bench.log" | tail -n 1)"
+  done
+  for v in "LW_CUDA_GEMV_MMA=1" "LW_CUDA_GEMV_MMA=0" ${MMA_EXTRA:-}; do
+    if (($(elapsed) > ${MMA_UNTIL:-420})); then break; fi
+    (export $v LOG=bench; run_phase "mma batch $v" 60 "$BIN/layerwire" bench --fragments \
+      "$M7.store" --backend cuda -p 0 -n 32 --batch-sessions 32 --reps 2 --bw-mib 0)
+    note "mma batch $v: $(grep -E '^\| tg[0-9]+x' "$OUT/bench.log" | tail -n 1)"
+  done
+  if command -v ncu >/dev/null; then
+    (export LW_CUDA_GEMV_MMA=2 LOG=ncu_mma; run_phase ncu_mma 60 ncu --clock-control none \
+      -k regex:gemv_q8 --launch-skip 10 --launch-count 8 --metrics \
+      gpu__time_duration.sum,dram__bytes_read.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size \
+      "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda --layers 0-1 -p 0 -n 8 \
+      --reps 1 --bw-mib 0)
+    grep -E 'gemv_q8|duration|dram__bytes|warps_active|issue_active|registers|grid_size' \
+      "$OUT/ncu_mma.log" | sed 's/^ *//' | cut -c1-110 | tee -a "$SUMMARY"
+  fi
+fi
 if want tune && [[ -f "$M7.store/manifest.json" ]]; then
   # Decode variants: graphs off, fusion off, fixed K-splits (tg64, one rep each).
   for v in "LW_CUDA_GRAPHS=0" "LW_CUDA_FUSE=0" "LW_CUDA_GEMV_SPLITS=4" "LW_CUDA_GEMV_SPLITS=8" \
@@ -209,13 +245,6 @@ fi
 if want ncu && command -v ncu >/dev/null && [[ -f "$M7.store/manifest.json" ]]; then
   # Every kernel of decode steps (layers 0-1, after the graph warm-up), then of the two
   # prefills of 512 tokens of a one-layer bench (warm-up, timed): time, DRAM bytes.
-  ncu_table() {  # kernel | us | MB read | MB written | GB/s
-    awk '/, Context [0-9]+, Stream/ {n=$0; sub(/\(.*$/, "", n); sub(/^ +void +/, "", n); sub(/^ +/, "", n)}
-         /^ +dram__bytes_read.sum/ {r=$NF; if ($(NF-1)=="Kbyte") r/=1000; if ($(NF-1)=="byte") r/=1e6; if ($(NF-1)=="Gbyte") r*=1000}
-         /^ +dram__bytes_write.sum/ {w=$NF; if ($(NF-1)=="Kbyte") w/=1000; if ($(NF-1)=="byte") w/=1e6; if ($(NF-1)=="Gbyte") w*=1000}
-         /^ +gpu__time_duration.sum/ {t=$NF; if ($(NF-1)=="ms") t*=1000; if ($(NF-1)=="ns") t/=1000;
-            printf "%-60s %9.2f us %9.2f MB rd %8.2f MB wr %7.0f GB/s\n", substr(n,1,60), t, r, w, (r+w)/t*1000}' "$1"
-  }
   metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum
   LOG=ncu run_phase ncu_decode 60 ncu --clock-control none --launch-skip 120 --launch-count 26 \
     --metrics $metrics "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda \
@@ -227,6 +256,22 @@ if want ncu && command -v ncu >/dev/null && [[ -f "$M7.store/manifest.json" ]]; 
     --layers 0 -p 512 -n 0 --reps 1 --bw-mib 0
   echo "--- ncu prefill 512 (layer 0):" | tee -a "$SUMMARY"
   ncu_table <(sed -n '/ncu_prefill/,$p' "$OUT/ncu.log") | tee -a "$SUMMARY"
+fi
+if want ncu_batch && command -v ncu >/dev/null && [[ -f "$M7.store/manifest.json" ]]; then
+  # Every kernel of two 32-session decode steps (layers 0-1) after the warm-up.
+  metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum
+  LOG=ncu_batch run_phase ncu_batch 90 ncu --clock-control none --launch-skip ${BATCH_SKIP:-120} \
+    --launch-count ${BATCH_COUNT:-40} --metrics $metrics "$BIN/layerwire" bench --fragments \
+    "$M7.store" --backend cuda --layers 0-1 -p 0 -n 6 --batch-sessions 32 --reps 1 --bw-mib 0
+  echo "--- ncu 32-session decode (layers 0-1):" | tee -a "$SUMMARY"
+  ncu_table "$OUT/ncu_batch.log" | tee -a "$SUMMARY"
+  # Where the tensor-core GEMV's time goes at 32 tokens: gate/up and down of the first step.
+  LOG=ncu_batch_mma run_phase ncu_batch_mma 90 ncu --clock-control none -k regex:gemv_q8_mma_kernel \
+    --launch-skip 1 --launch-count 2 --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section SchedulerStats --section LaunchStats \
+    --section InstructionStats --section ComputeWorkloadAnalysis "$BIN/layerwire" bench \
+    --fragments "$M7.store" --backend cuda --layers 0-1 -p 0 -n 2 --batch-sessions 32 --reps 1 \
+    --bw-mib 0
 fi
 rm -rf "$M7.store"
 

@@ -1,7 +1,5 @@
 // The v2 split attention kernel (attention_decode.h): one launch per call, for decode and
 // for batches the flash kernel does not take. Design and index contracts in attention.h.
-#include "kernels/cuda/attention_decode.h"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #include <string>
 
 #include "common/error.h"
+#include "kernels/cuda/attention_decode.h"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/env_switch.h"
 #include "kernels/cuda/warp.cuh"
@@ -20,12 +20,12 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kHeads = 8;   // query heads one block serves (<= a GQA group)
-constexpr int kTile = 64;   // keys staged per shared-memory tile (two lanes' groups of 32)
-constexpr int kPad = 8;     // halves of padding per staged row (bank-conflict-free rows)
+constexpr int kHeads = 8;        // query heads one block serves (<= a GQA group)
+constexpr int kTile = 64;        // keys staged per shared-memory tile (two lanes' groups of 32)
+constexpr int kPad = 8;          // halves of padding per staged row (bank-conflict-free rows)
 constexpr int kMaxSplits = 256;  // bounds the merge weights' shared memory (8 KB)
 constexpr int kMaxPairs = kHeads * kAttnV2MaxHeadDim / 2 / kThreads;  // value pairs per thread
-constexpr int kMergeElems = kHeads * kAttnV2MaxHeadDim / kThreads;     // merged outputs per thread
+constexpr int kMergeElems = kHeads * kAttnV2MaxHeadDim / kThreads;    // merged outputs per thread
 
 struct Params {
   KvLayerView kv;
@@ -44,17 +44,6 @@ struct Params {
   float* o_part;       // [tok][head][split][head_dim], unnormalized
   float* ml_part;      // [tok][head][split][2] (max, sum)
 };
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
 
 // Dynamic shared memory, in this order (every offset a multiple of 16 bytes):
 //   kst[2][kTile][hd + kPad], vst[2][kTile][hd + kPad]  f16 (two stages)
@@ -270,7 +259,8 @@ __global__ void __launch_bounds__(kThreads) attn_v2_kernel(const __grid_constant
 #pragma unroll
     for (int i = 0; i < kMaxPairs; ++i) {
       if (own_h[i] >= 0) {
-        float* o = p.o_part + (head_base + static_cast<int64_t>(own_h[i]) * p.n_splits + split) * hd +
+        float* o = p.o_part +
+                   (head_base + static_cast<int64_t>(own_h[i]) * p.n_splits + split) * hd +
                    own_d[i];
         o[0] = acc[i].x;
         o[1] = acc[i].y;
@@ -328,7 +318,8 @@ __global__ void __launch_bounds__(kThreads) attn_v2_kernel(const __grid_constant
       const float* o = p.o_part + (head_base + static_cast<int64_t>(h) * p.n_splits + s0) * hd + d;
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
-        v[k][u] = idx < n_out && s0 + u < arrivals ? __ldcg(o + static_cast<int64_t>(u) * hd) : 0.0f;
+        v[k][u] =
+            idx < n_out && s0 + u < arrivals ? __ldcg(o + static_cast<int64_t>(u) * hd) : 0.0f;
       }
     }
 #pragma unroll
@@ -384,9 +375,9 @@ bool attention_v2_enabled_from_env() {
 }
 
 bool attention_v2_eligible(const KvLayerView& kv) {
-  return kv.n_kv_heads >= 1 && kv.block_size >= 1 && kv.head_dim >= 8 &&
-         kv.head_dim % 8 == 0 && kv.head_dim <= kAttnV2MaxHeadDim &&
-         reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 && reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
+  return kv.n_kv_heads >= 1 && kv.block_size >= 1 && kv.head_dim >= 8 && kv.head_dim % 8 == 0 &&
+         kv.head_dim <= kAttnV2MaxHeadDim && reinterpret_cast<uintptr_t>(kv.k) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(kv.v) % 16 == 0;
 }
 
 AttentionPlan attention_v2_plan(int32_t n_tokens, int32_t max_position, int64_t n_heads,
@@ -405,10 +396,12 @@ AttentionPlan attention_v2_plan(int32_t n_tokens, int32_t max_position, int64_t 
   if (n_tokens >= 16) {
     // Batches the flash kernel does not take (several sessions): up to 8 splits, within
     // ~256 MiB of partials (as the old plan).
-    const int64_t per_split = n_tok * n_heads * (kv.head_dim + 2) * static_cast<int64_t>(sizeof(float));
+    const int64_t per_split =
+        n_tok * n_heads * (kv.head_dim + 2) * static_cast<int64_t>(sizeof(float));
     splits = std::clamp<int64_t>((256ll << 20) / std::max<int64_t>(1, per_split), 1, 8);
   }
-  if (base_blocks * static_cast<int64_t>(sizeof(unsigned)) > static_cast<int64_t>(kAttnCounterBytes)) {
+  if (base_blocks * static_cast<int64_t>(sizeof(unsigned)) >
+      static_cast<int64_t>(kAttnCounterBytes)) {
     splits = 1;  // more (token, head chunk) pairs than counters: no splits (grid is huge anyway)
   }
   int64_t split_len = (len + splits - 1) / splits;
@@ -418,7 +411,8 @@ AttentionPlan attention_v2_plan(int32_t n_tokens, int32_t max_position, int64_t 
   if (plan.n_splits > 1) {
     plan.counter_bytes = kAttnCounterBytes;
     plan.workspace_bytes = plan.counter_bytes + static_cast<size_t>(n_tok) * n_heads *
-                                                    plan.n_splits * (kv.head_dim + 2) * sizeof(float);
+                                                    plan.n_splits * (kv.head_dim + 2) *
+                                                    sizeof(float);
   }
   return plan;
 }
@@ -434,7 +428,8 @@ void attention_v2(const KvLayerView& kv, const AttentionBatch& batch, const floa
   const int64_t group = n_heads / kv.n_kv_heads;
   const int64_t chunks = (group + kHeads - 1) / kHeads;
   if (plan.n_splits > 1) {
-    const size_t counters = static_cast<size_t>(batch.n_tokens) * kv.n_kv_heads * chunks * sizeof(unsigned);
+    const size_t counters =
+        static_cast<size_t>(batch.n_tokens) * kv.n_kv_heads * chunks * sizeof(unsigned);
     const size_t partials = static_cast<size_t>(batch.n_tokens) * n_heads * plan.n_splits *
                             (kv.head_dim + 2) * sizeof(float);
     LW_CHECK(workspace != nullptr && counters <= plan.counter_bytes &&
@@ -461,15 +456,24 @@ void attention_v2(const KvLayerView& kv, const AttentionBatch& batch, const floa
     p.o_part = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + plan.counter_bytes);
     p.ml_part = p.o_part + per * kv.head_dim;
   }
-  const dim3 grid(static_cast<unsigned>(batch.n_tokens), static_cast<unsigned>(kv.n_kv_heads * chunks),
+  const dim3 grid(static_cast<unsigned>(batch.n_tokens),
+                  static_cast<unsigned>(kv.n_kv_heads * chunks),
                   static_cast<unsigned>(plan.n_splits));
   const size_t smem = smem_bytes(kv.head_dim, plan.n_splits);
   const cudaStream_t s = to_stream(stream);
   switch (kv.head_dim) {
-    case 32: launch<32>(p, grid, smem, s); break;
-    case 64: launch<64>(p, grid, smem, s); break;
-    case 128: launch<128>(p, grid, smem, s); break;
-    default: launch<0>(p, grid, smem, s); break;
+    case 32:
+      launch<32>(p, grid, smem, s);
+      break;
+    case 64:
+      launch<64>(p, grid, smem, s);
+      break;
+    case 128:
+      launch<128>(p, grid, smem, s);
+      break;
+    default:
+      launch<0>(p, grid, smem, s);
+      break;
   }
 }
 

@@ -44,6 +44,8 @@ CudaBackendOptions cuda_backend_options_from_env(int device) {
   o.gemm_split_acts = env_int("LW_CUDA_GEMM_SPLIT_ACTS", 1) != 0;
   o.int8_gemv_max_tokens =
       env_int("LW_CUDA_INT8_GEMV_MAX_TOKENS", static_cast<int>(o.int8_gemv_max_tokens));
+  o.int8_mma_max_tokens =
+      env_int("LW_CUDA_INT8_MMA_MAX_TOKENS", static_cast<int>(o.int8_mma_max_tokens));
   return o;
 }
 
@@ -149,7 +151,8 @@ std::string CudaBackend::description() const {
          std::to_string(info_.sm_count) + " SMs, " +
          std::to_string(info_.total_memory >> 20) + " MiB; fuse " +
          (options_.fuse ? "on" : "off") + ", graphs " + (options_.graphs ? "on" : "off") +
-         ", int8 GEMV up to " + std::to_string(options_.int8_gemv_max_tokens) + " tokens" +
+         ", int8 GEMV up to " + std::to_string(options_.int8_gemv_max_tokens) + " tokens (" +
+         std::to_string(options_.int8_mma_max_tokens) + " on tensor cores)" +
          ", cuBLAS from " + std::to_string(options_.gemm_min_tokens) + " tokens" +
          (options_.gemm_split_acts ? ", split f16 activations" : ", f16 activations") + ")";
 }

@@ -42,13 +42,18 @@ struct CudaBackendOptions {
   // gemm_min_tokens) use the int8 GEMV (gemv_q8.h: exact integer weights, activations as two
   // int8 planes, dp4a) in chunks of 8 tokens; 0 turns it off (f32/f16 GEMV kernels instead).
   int64_t int8_gemv_max_tokens = 16;
+  // Q4_K/Q6_K matmuls with at most this many tokens (any gemm_min_tokens) use the int8 GEMV
+  // on tensor cores (gemv_q8_mma.cuh) in chunks of 32 tokens: one pass over the weights
+  // serves a 32-session decode step. Larger batches (prefill) use cuBLAS.
+  int64_t int8_mma_max_tokens = 64;
 };
 
 // Options from the environment, for experiments without a rebuild (tools' main() may also
 // build options themselves): LW_CUDA_FUSE=0|1, LW_CUDA_GRAPHS=0|1,
 // LW_CUDA_GEMM_MIN_TOKENS=N, LW_CUDA_GEMV_SPLITS=N, LW_CUDA_GEMM_SPLIT_ACTS=0|1,
-// LW_CUDA_INT8_GEMV_MAX_TOKENS=N. Read by the kernels themselves: LW_CUDA_GEMV_Q8_ROWS=2|4
-// (int8 GEMV rows per warp), LW_CUDA_FLASH_ATTN=0|1 (tensor-core prefill attention),
+// LW_CUDA_INT8_GEMV_MAX_TOKENS=N, LW_CUDA_INT8_MMA_MAX_TOKENS=N. Read by the kernels
+// themselves: LW_CUDA_GEMV_Q8_ROWS=2|4 (dp4a int8 GEMV rows per warp), LW_CUDA_GEMV_MMA=0|1
+// (Q4_K/Q6_K int8 GEMV on tensor cores), LW_CUDA_FLASH_ATTN=0|1 (tensor-core prefill attention),
 // LW_CUDA_ATTN_V2=0|1 (one-launch decode attention),
 // LW_CUDA_GEMV_SMALL=0|1, LW_CUDA_GEMV_SMALL_CFG=N, LW_CUDA_DEQUANT_V2=0|1. Unset
 // variables keep the defaults.

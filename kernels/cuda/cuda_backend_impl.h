@@ -102,6 +102,8 @@ class CudaBackend final : public Backend {
  private:
   // Fusion (cuda_backend_ops.cpp): turns the recorded ops into launches.
   std::vector<Launch> plan_launches(const std::vector<PendingOp>& ops);
+  // Most tokens a matmul of this type and width runs on the int8 GEMV (0: never).
+  int64_t int8_token_limit(GgmlType type, int64_t k) const;
   void add_matmul_group(const std::vector<const PendingOp*>& mats, const PendingOp* add_op,
                         const PendingOp* swiglu_op, const PendingOp* norm_op,
                         std::vector<Launch>* out);

@@ -35,18 +35,27 @@ int64_t in_bytes(const PendingOp& mm) { return mm.n * mm.w.cols * 4; }
 
 }  // namespace
 
+int64_t CudaBackend::int8_token_limit(GgmlType type, int64_t k) const {
+  if (options_.int8_gemv_max_tokens <= 0 || !cuda::gemv_q8_supported(type, k, 1)) return 0;
+  const int64_t dp4a = std::min(options_.int8_gemv_max_tokens, options_.gemm_min_tokens - 1);
+  return cuda::gemv_q8_max_tokens(type) > cuda::kGemvQ8MaxTokens
+             ? std::max(dp4a, options_.int8_mma_max_tokens)
+             : dp4a;
+}
+
 std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops) {
   std::vector<Launch> out;
   const auto use_gemv = [this](const PendingOp& op) {
-    return op.kind == Kind::kMatmul && op.n < options_.gemm_min_tokens &&
-           cuda::gemv_supported(op.w.type, op.w.cols);
+    if (op.kind != Kind::kMatmul) return false;
+    return (op.n < options_.gemm_min_tokens && cuda::gemv_supported(op.w.type, op.w.cols)) ||
+           op.n <= int8_token_limit(op.w.type, op.w.cols);
   };
   // An RMSNorm whose output feeds the next matmul on the int8 GEMV is folded into that
   // launch (the kernel normalizes while it quantizes and still stores the norm's output).
   const auto norm_feeds = [this, &use_gemv](const PendingOp& nm, const PendingOp& mm) {
     const int64_t bytes = nm.n * nm.i1 * 4;
     return options_.fuse && nm.kind == Kind::kRmsNorm && use_gemv(mm) && mm.in0 == nm.out &&
-           mm.n == nm.n && mm.w.cols == nm.i1 && mm.n <= options_.int8_gemv_max_tokens &&
+           mm.n == nm.n && mm.w.cols == nm.i1 && mm.n <= int8_token_limit(mm.w.type, mm.w.cols) &&
            cuda::gemv_q8_can_fuse_norm(mm.w.type, mm.w.cols, static_cast<int>(mm.n)) &&
            !overlaps(nm.in0, bytes, nm.out, bytes) && !overlaps(nm.in1, nm.i1 * 4, nm.out, bytes) &&
            aligned16(nm.in0) && aligned16(nm.in1) && aligned16(nm.out);
@@ -66,7 +75,9 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
         // Same type, or (int8 GEMV) a run of a second type after the first: Q4_K q/k + Q6_K v.
         const auto joins = [&](const PendingOp& o) {
           if (o.w.type == group.back()->w.type) return true;
-          return group.back()->w.type == op.w.type && o.n <= options_.int8_gemv_max_tokens &&
+          return group.back()->w.type == op.w.type &&
+                 o.n <= std::min(int8_token_limit(op.w.type, op.w.cols),
+                                 int8_token_limit(o.w.type, o.w.cols)) &&
                  cuda::gemv_q8_pair_supported(op.w.type, o.w.type, op.w.cols, 1);
         };
         while (j < ops.size() && group.size() < static_cast<size_t>(cuda::kGemvMaxGroup) &&
@@ -94,9 +105,8 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
           const float* other = nx.in0 == op.out ? nx.in1 : nx.in0;
           if (!overlaps(other, nx.n * 4, op.out, out_bytes(op))) add_op = &nx;
         } else if (group.size() == 2 && nx.kind == Kind::kSwiglu &&
-                   group[0]->w.rows == group[1]->w.rows &&
-                   group[0]->w.type == group[1]->w.type && nx.in0 == group[0]->out &&
-                   nx.in1 == group[1]->out && nx.n == op.n * op.w.rows &&
+                   group[0]->w.rows == group[1]->w.rows && group[0]->w.type == group[1]->w.type &&
+                   nx.in0 == group[0]->out && nx.in1 == group[1]->out && nx.n == op.n * op.w.rows &&
                    !overlaps(nx.out, nx.n * 4, op.in0, in_bytes(op))) {
           swiglu_op = &nx;
         }
@@ -120,17 +130,16 @@ std::vector<Launch> CudaBackend::plan_launches(const std::vector<PendingOp>& ops
       // Up to two RoPEs sharing positions and shape, then optionally the KV write.
       std::vector<const PendingOp*> ropes;
       size_t j = i;
-      while (j < ops.size() && ropes.size() < 2 && ops[j].kind == Kind::kRope &&
-             ops[j].n == op.n && ops[j].i3 == op.i3 && ops[j].ids == op.ids &&
-             ops[j].f == op.f && ops[j].mode == op.mode &&
-             (ropes.empty() || ops[j].out != ropes[0]->out)) {
+      while (j < ops.size() && ropes.size() < 2 && ops[j].kind == Kind::kRope && ops[j].n == op.n &&
+             ops[j].i3 == op.i3 && ops[j].ids == op.ids && ops[j].f == op.f &&
+             ops[j].mode == op.mode && (ropes.empty() || ops[j].out != ropes[0]->out)) {
         ropes.push_back(&ops[j]);
         ++j;
       }
       const PendingOp* kvw = nullptr;
       if (j < ops.size() && ops[j].kind == Kind::kKvWrite &&
-          (ropes.empty() || (ops[j].batch.positions == op.ids &&
-                             ops[j].batch.n_tokens == op.n && ops[j].kv.head_dim == op.i3))) {
+          (ropes.empty() || (ops[j].batch.positions == op.ids && ops[j].batch.n_tokens == op.n &&
+                             ops[j].kv.head_dim == op.i3))) {
         kvw = &ops[j];
         ++j;
       }
@@ -188,19 +197,26 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
   const int64_t k = first.w.cols;
   const int64_t n = first.n;
   const cuda::GemvTuning tuning{options_.gemv_splits};
-  // The int8 GEMV takes 8 tokens per launch, the f32/f16 GEMV kernels 64.
-  const bool q8 = n <= options_.int8_gemv_max_tokens &&
-                  cuda::gemv_q8_supported(first.w.type, k, 1);
-  const int64_t chunk = q8 ? cuda::kGemvQ8MaxTokens : cuda::kGemvMaxTokens;
+  // The int8 GEMV takes 8 tokens per launch (32 on tensor cores), the f32/f16 GEMV kernels 64.
+  bool q8 = true;
+  int64_t chunk = cuda::kGemvMaxTokens;
+  for (const PendingOp* m : mats) {
+    q8 = q8 && n <= int8_token_limit(m->w.type, k);
+    chunk = std::min<int64_t>(chunk, cuda::gemv_q8_max_tokens(m->w.type));
+  }
+  if (!q8) chunk = cuda::kGemvMaxTokens;
   Launch l;
   for (int64_t c = 0; c < n; c += chunk) {
     const int nc = static_cast<int>(std::min<int64_t>(chunk, n - c));
     if (q8) {
-      l.act_ws = std::max(l.act_ws, cuda::gemv_q8_workspace_bytes(first.w.type, k, nc));
+      l.act_ws =
+          std::max(l.act_ws, cuda::gemv_q8_workspace_bytes(gm.data(), static_cast<int>(gm.size()),
+                                                           k, nc, info_.sm_count));
       continue;
     }
-    l.gemv_ws = std::max(l.gemv_ws, cuda::gemv_workspace_bytes(gm.data(), static_cast<int>(gm.size()),
-                                                              k, nc, info_.sm_count, tuning));
+    l.gemv_ws =
+        std::max(l.gemv_ws, cuda::gemv_workspace_bytes(gm.data(), static_cast<int>(gm.size()), k,
+                                                       nc, info_.sm_count, tuning));
     if (swiglu_op != nullptr) {
       l.gemv_ws = std::max(l.gemv_ws, cuda::gemv_min_workspace_bytes(gm.data(), 2, nc));
     }
@@ -210,7 +226,7 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
   cuda::GemvQ8Norm nrm;
   const float* x = first.in0;
   if (norm_op != nullptr) {
-    LW_CHECK(q8 && n <= cuda::kGemvQ8MaxTokens, "norm fusion outside the int8 GEMV");
+    LW_CHECK(q8 && n <= chunk, "norm fusion outside the int8 GEMV");
     nrm.weight = norm_op->in1;
     nrm.eps = norm_op->f;
     nrm.out = norm_op->out;
@@ -231,9 +247,11 @@ void CudaBackend::add_matmul_group(const std::vector<const PendingOp*>& mats,
       cuda::GemvSwiglu s = sw;
       if (has_swiglu) s.out += c * s.ld_out;
       if (q8) {
+        cuda::GemvQ8Options q8o;
+        q8o.norm = has_norm ? &nrm : nullptr;
         cuda::gemv_q8(part.data(), static_cast<int>(part.size()), k, x + c * k, k, nc,
                       has_swiglu ? &s : nullptr, act_ws_.get(), act_ws_.size(), info_.sm_count,
-                      stream_, 0, has_norm ? &nrm : nullptr);
+                      stream_, q8o);
       } else {
         cuda::gemv(part.data(), static_cast<int>(part.size()), k, x + c * k, k, nc,
                    has_swiglu ? &s : nullptr, gemv_ws_.get(), gemv_ws_.size(), info_.sm_count,
@@ -249,7 +267,8 @@ void CudaBackend::add_single(const PendingOp& op, std::vector<Launch>* out) {
   const PendingOp o = op;
   switch (op.kind) {
     case Kind::kMatmul: {
-      if (op.n < options_.gemm_min_tokens && cuda::gemv_supported(op.w.type, op.w.cols)) {
+      if ((op.n < options_.gemm_min_tokens && cuda::gemv_supported(op.w.type, op.w.cols)) ||
+          op.n <= int8_token_limit(op.w.type, op.w.cols)) {
         add_matmul_group({&op}, nullptr, nullptr, nullptr, out);
         return;
       }
@@ -294,8 +313,8 @@ void CudaBackend::add_single(const PendingOp& op, std::vector<Launch>* out) {
       l.run = [this, o] { cuda::kv_write(o.kv, o.batch, o.in0, o.in1, stream_); };
       break;
     case Kind::kAttention: {
-      const cuda::AttentionPlan plan = cuda::attention_plan(
-          o.batch.n_tokens, o.max_pos_bucket, o.n, o.kv, info_.sm_count);
+      const cuda::AttentionPlan plan =
+          cuda::attention_plan(o.batch.n_tokens, o.max_pos_bucket, o.n, o.kv, info_.sm_count);
       l.attn_ws = plan.workspace_bytes;
       l.run = [this, o, plan] {
         cuda::attention(o.kv, o.batch, o.in0, o.n, o.f, o.out, plan, attn_ws_.get(),

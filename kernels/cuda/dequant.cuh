@@ -17,7 +17,7 @@
 namespace lw::cuda::dq {
 
 struct WeightView {
-  const uint8_t* w;   // device layout base
+  const uint8_t* w;  // device layout base
   int64_t rows;
   int64_t k;
   int64_t row_bytes;  // row_size(type, k)
@@ -26,9 +26,7 @@ struct WeightView {
 __device__ __forceinline__ uint4 ldg16(const void* p) {
   return __ldg(static_cast<const uint4*>(p));
 }
-__device__ __forceinline__ uint2 ldg8(const void* p) {
-  return __ldg(static_cast<const uint2*>(p));
-}
+__device__ __forceinline__ uint2 ldg8(const void* p) { return __ldg(static_cast<const uint2*>(p)); }
 __device__ __forceinline__ uint32_t bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ float f16_bits_to_f32(uint32_t b) {
@@ -269,8 +267,8 @@ struct Unit<GgmlType::Q8_0> {
     Raw raw;
     raw.q0 = ldg16(qs);
     raw.q1 = ldg16(qs + 16);
-    raw.d = __ldg(reinterpret_cast<const unsigned short*>(v.w + v.rows * v.k +
-                                                           (r * (v.k / 32) + unit) * 2));
+    raw.d = __ldg(
+        reinterpret_cast<const unsigned short*>(v.w + v.rows * v.k + (r * (v.k / 32) + unit) * 2));
     return raw;
   }
   __device__ __forceinline__ static void dequant_h2(const Raw& raw, int64_t, uint32_t* out) {
@@ -335,7 +333,9 @@ struct Unit<GgmlType::BF16> {
     return Unit<GgmlType::F16>::load(v, r, unit);
   }
   __device__ __forceinline__ static float lo(uint32_t w) { return __uint_as_float(w << 16); }
-  __device__ __forceinline__ static float hi(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
+  __device__ __forceinline__ static float hi(uint32_t w) {
+    return __uint_as_float(w & 0xFFFF0000u);
+  }
   __device__ __forceinline__ static void dequant_h2(const Raw& raw, int64_t, uint32_t* out) {
 #pragma unroll
     for (int q = 0; q < 8; ++q) {
@@ -392,14 +392,29 @@ struct Unit<GgmlType::F32> {
 template <typename Fn>
 __host__ void dispatch_type(GgmlType type, Fn&& fn) {
   switch (type) {
-    case GgmlType::Q4_K: fn.template operator()<GgmlType::Q4_K>(); break;
-    case GgmlType::Q5_K: fn.template operator()<GgmlType::Q5_K>(); break;
-    case GgmlType::Q6_K: fn.template operator()<GgmlType::Q6_K>(); break;
-    case GgmlType::Q8_0: fn.template operator()<GgmlType::Q8_0>(); break;
-    case GgmlType::F16: fn.template operator()<GgmlType::F16>(); break;
-    case GgmlType::BF16: fn.template operator()<GgmlType::BF16>(); break;
-    case GgmlType::F32: fn.template operator()<GgmlType::F32>(); break;
-    default: break;
+    case GgmlType::Q4_K:
+      fn.template operator()<GgmlType::Q4_K>();
+      break;
+    case GgmlType::Q5_K:
+      fn.template operator()<GgmlType::Q5_K>();
+      break;
+    case GgmlType::Q6_K:
+      fn.template operator()<GgmlType::Q6_K>();
+      break;
+    case GgmlType::Q8_0:
+      fn.template operator()<GgmlType::Q8_0>();
+      break;
+    case GgmlType::F16:
+      fn.template operator()<GgmlType::F16>();
+      break;
+    case GgmlType::BF16:
+      fn.template operator()<GgmlType::BF16>();
+      break;
+    case GgmlType::F32:
+      fn.template operator()<GgmlType::F32>();
+      break;
+    default:
+      break;
   }
 }
 

@@ -1,5 +1,3 @@
-#include "kernels/cuda/gemv_q8.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,18 +10,20 @@
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/env_switch.h"
+#include "kernels/cuda/gemv_q8.h"
 #include "kernels/cuda/gemv_q8_kernel.cuh"
+#include "kernels/cuda/gemv_q8_mma.cuh"
 
 namespace lw::cuda {
 namespace {
 
+using q8k::gemv_q8_kernel;
+using q8k::gemv_q8_pair_kernel;
 using q8k::kThreads;
 using q8k::kWarps;
 using q8k::Params;
-using q8k::WMat;
-using q8k::gemv_q8_kernel;
-using q8k::gemv_q8_pair_kernel;
 using q8k::quantize_kernel;
+using q8k::WMat;
 
 // Resident blocks per SM of `kernel` with `smem` bytes of dynamic shared memory (asked once per
 // kernel and size; the query is not a stream operation, so it is safe during graph capture).
@@ -54,8 +54,8 @@ void launch(const Params& p, int sm_count, size_t smem, cudaStream_t s) {
 
 // The resident blocks go to the two parts in proportion to their weight bytes.
 template <GgmlType TA, GgmlType TB, int NT, int R>
-void launch_pair(const Params& pa, const Params& pb, int64_t bytes_a, int64_t bytes_b,
-                 int sm_count, size_t smem, cudaStream_t s) {
+void launch_pair(const Params& pa, const Params& pb, int64_t bytes_a, int64_t bytes_b, int sm_count,
+                 size_t smem, cudaStream_t s) {
   const auto kernel = gemv_q8_pair_kernel<TA, TB, NT, R>;
   const int64_t want_a = (pa.n_groups + kWarps - 1) / kWarps;
   const int64_t want_b = (pb.n_groups + kWarps - 1) / kWarps;
@@ -63,8 +63,8 @@ void launch_pair(const Params& pa, const Params& pb, int64_t bytes_a, int64_t by
   int64_t blocks_a = want_a, blocks_b = want_b;
   if (want_a + want_b > cap) {
     const double share = static_cast<double>(bytes_a) / static_cast<double>(bytes_a + bytes_b);
-    blocks_a = std::clamp<int64_t>(static_cast<int64_t>(share * static_cast<double>(cap) + 0.5),
-                                   1, std::min(want_a, cap - 1));
+    blocks_a = std::clamp<int64_t>(static_cast<int64_t>(share * static_cast<double>(cap) + 0.5), 1,
+                                   std::min(want_a, cap - 1));
     blocks_b = std::clamp<int64_t>(cap - blocks_a, 1, want_b);
   }
   kernel<<<static_cast<unsigned>(blocks_a + blocks_b), kThreads, smem, s>>>(
@@ -103,18 +103,99 @@ void launch_nt(const Params& p, int sm_count, size_t smem, cudaStream_t s) {
 template <int R>
 void launch_type(GgmlType type, const Params& p, int sm_count, size_t smem, cudaStream_t s) {
   switch (type) {
-    case GgmlType::Q4_K: launch_nt<GgmlType::Q4_K, R>(p, sm_count, smem, s); break;
-    case GgmlType::Q5_K: launch_nt<GgmlType::Q5_K, R>(p, sm_count, smem, s); break;
-    case GgmlType::Q6_K: launch_nt<GgmlType::Q6_K, R>(p, sm_count, smem, s); break;
-    case GgmlType::Q8_0: launch_nt<GgmlType::Q8_0, R>(p, sm_count, smem, s); break;
-    default: LW_CHECK(false, "gemv_q8: unsupported type"); break;
+    case GgmlType::Q4_K:
+      launch_nt<GgmlType::Q4_K, R>(p, sm_count, smem, s);
+      break;
+    case GgmlType::Q5_K:
+      launch_nt<GgmlType::Q5_K, R>(p, sm_count, smem, s);
+      break;
+    case GgmlType::Q6_K:
+      launch_nt<GgmlType::Q6_K, R>(p, sm_count, smem, s);
+      break;
+    case GgmlType::Q8_0:
+      launch_nt<GgmlType::Q8_0, R>(p, sm_count, smem, s);
+      break;
+    default:
+      LW_CHECK(false, "gemv_q8: unsupported type");
+      break;
   }
 }
 
 }  // namespace
 
-bool gemv_q8_supported(GgmlType type, int64_t k, int n_tok) {
-  if (n_tok < 1 || n_tok > kGemvQ8MaxTokens || k <= 0) return false;
+namespace {
+
+bool mma_type(GgmlType type) { return type == GgmlType::Q4_K || type == GgmlType::Q6_K; }
+
+// LW_CUDA_GEMV_MMA: 0 = never tensor cores, 1 = for more than kGemvQ8MaxTokens tokens
+// (default: one token measured faster on dp4a), 2 = for every Q4_K / Q6_K call.
+int mma_mode() {
+  static const int mode =
+      parse_env_choice("LW_CUDA_GEMV_MMA", std::getenv("LW_CUDA_GEMV_MMA"), 1, {0, 1, 2});
+  return mode;
+}
+
+// Whether the tensor-core kernel may run this type at all, and whether it runs this call.
+bool mma_allowed(GgmlType type, GemvQ8Kernel kernel) {
+  if (!mma_type(type)) return false;
+  return kernel == GemvQ8Kernel::kMma || (kernel == GemvQ8Kernel::kAuto && mma_mode() != 0);
+}
+bool use_mma(GgmlType type, GemvQ8Kernel kernel, int n_tok) {
+  if (!mma_allowed(type, kernel)) return false;
+  return kernel == GemvQ8Kernel::kMma || mma_mode() == 2 || n_tok > kGemvQ8MaxTokens;
+}
+
+// Tiles of 4 tokens a tensor-core launch computes: 1, 2, 4 or 8.
+int mma_tiles(int n_tok) {
+  const int t = (n_tok + 3) / 4;
+  return t <= 1 ? 1 : t <= 2 ? 2 : t <= 4 ? 4 : 8;
+}
+
+int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// A tensor-core launch's K split and workspace, from the rows of its two parts (a: the
+// first type's matrices, b: the second's, 0 without): bounds that hold however the rows are
+// grouped (SwiGLU pairs or not). Layout: counters | partials a | partials b | activations.
+struct MmaPlan {
+  int splits;
+  int64_t streams_a, streams_b;  // stream bounds per part (multiples of 64)
+  int64_t counters_b;            // first counter of part b
+  int64_t partial_off, partial_b_off, act_off, total;
+};
+MmaPlan mma_plan(int64_t rows_a, int64_t rows_b, int64_t k, int n_tok, int sm_count) {
+  constexpr int64_t kTileRows = q8m::kRows * q8m::kTileGroups;
+  MmaPlan pl{};
+  pl.streams_a = rows_a > 0 ? align_up(rows_a + q8m::kRows, kTileRows) : 0;
+  pl.streams_b = rows_b > 0 ? align_up(rows_b + q8m::kRows, kTileRows) : 0;
+  pl.counters_b = pl.streams_a / kTileRows;
+  const int64_t tiles = (pl.streams_a + pl.streams_b) / kTileRows;
+  // About four blocks per SM: the 64-row tiles of small matrices split their K range.
+  const int64_t want = (4 * static_cast<int64_t>(sm_count) + tiles / 2) / tiles;
+  pl.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(16, k / 256)));
+  pl.partial_off = align_up(4 * tiles, 256);
+  const int64_t part = pl.splits > 1 ? pl.splits * 4 * mma_tiles(n_tok) * 4 : 0;
+  pl.partial_b_off = pl.partial_off + part * pl.streams_a;
+  pl.act_off = align_up(pl.partial_b_off + part * pl.streams_b, 256);
+  pl.total = pl.act_off + n_tok * gemv_q8_act_stride(k);
+  return pl;
+}
+
+// Rows of the first type's matrices and of the rest.
+std::pair<int64_t, int64_t> part_rows(const GemvMatrix* mats, int n_mats) {
+  int64_t a = 0, b = 0;
+  for (int i = 0; i < n_mats; ++i) (mats[i].type == mats[0].type && b == 0 ? a : b) += mats[i].rows;
+  return {a, b};
+}
+
+}  // namespace
+
+int gemv_q8_max_tokens(GgmlType type, GemvQ8Kernel kernel) {
+  return mma_allowed(type, kernel) ? kGemvQ8MmaMaxTokens : kGemvQ8MaxTokens;
+}
+
+bool gemv_q8_supported(GgmlType type, int64_t k, int n_tok, GemvQ8Kernel kernel) {
+  if (n_tok < 1 || n_tok > gemv_q8_max_tokens(type, kernel) || k <= 0) return false;
+  if (kernel == GemvQ8Kernel::kMma && !mma_type(type)) return false;
   if (type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q6_K) {
     return k % 256 == 0;
   }
@@ -123,14 +204,22 @@ bool gemv_q8_supported(GgmlType type, int64_t k, int n_tok) {
 
 int64_t gemv_q8_act_stride(int64_t k) { return (2 * k + k / 8 + k / 4 + 15) / 16 * 16; }
 
-size_t gemv_q8_workspace_bytes(GgmlType type, int64_t k, int n_tok) {
-  (void)type;
+size_t gemv_q8_workspace_bytes(const GemvMatrix* mats, int n_mats, int64_t k, int n_tok,
+                               int sm_count, GemvQ8Kernel kernel) {
+  if (use_mma(mats[0].type, kernel, n_tok)) {
+    const auto [a, b] = part_rows(mats, n_mats);
+    return static_cast<size_t>(mma_plan(a, b, k, n_tok, sm_count).total);
+  }
   const int64_t bytes = n_tok * gemv_q8_act_stride(k);
   return bytes <= static_cast<int64_t>(kGemvQ8StageBytes) ? 0 : static_cast<size_t>(bytes);
 }
 
-bool gemv_q8_can_fuse_norm(GgmlType type, int64_t k, int n_tok) {
-  return gemv_q8_supported(type, k, n_tok) && gemv_q8_workspace_bytes(type, k, n_tok) == 0;
+bool gemv_q8_can_fuse_norm(GgmlType type, int64_t k, int n_tok, GemvQ8Kernel kernel) {
+  if (!gemv_q8_supported(type, k, n_tok, kernel)) return false;
+  // Tensor cores: the quantize launch normalizes; dp4a: the blocks' shared-memory staging.
+  return use_mma(type, kernel, n_tok) ||
+         (n_tok <= kGemvQ8MaxTokens &&
+          n_tok * gemv_q8_act_stride(k) <= static_cast<int64_t>(kGemvQ8StageBytes));
 }
 
 void quantize_act_q8(const float* x, int64_t ldx, int64_t k, int n_tok, void* out,
@@ -148,9 +237,11 @@ void quantize_act_q8(const float* x, int64_t ldx, int64_t k, int n_tok, void* ou
   LW_CUDA_LAUNCH_CHECK("quantize_kernel");
 }
 
-bool gemv_q8_pair_supported(GgmlType a, GgmlType b, int64_t k, int n_tok) {
-  return a == GgmlType::Q4_K && b == GgmlType::Q6_K && gemv_q8_supported(a, k, n_tok) &&
-         gemv_q8_supported(b, k, n_tok);
+bool gemv_q8_pair_supported(GgmlType a, GgmlType b, int64_t k, int n_tok, GemvQ8Kernel kernel) {
+  // Both parts on the same kind of kernel (the pair launches share one).
+  return a == GgmlType::Q4_K && b == GgmlType::Q6_K && gemv_q8_supported(a, k, n_tok, kernel) &&
+         gemv_q8_supported(b, k, n_tok, kernel) &&
+         use_mma(a, kernel, n_tok) == use_mma(b, kernel, n_tok);
 }
 
 namespace {
@@ -177,17 +268,77 @@ Params part_of(const Params& p, int first, int count, GgmlType type, int R, bool
 
 }  // namespace
 
-void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t ldx,
-             int n_tok, const GemvSwiglu* swiglu, void* workspace, size_t workspace_bytes,
-             int sm_count, CudaStream stream, int rows_per_warp, const GemvQ8Norm* norm) {
+namespace {
+
+// Tensor-core launches: tiles x splits blocks (part a's first in a pair launch), two stages
+// of activations in shared memory; split counters zeroed first.
+q8m::Split split_of(const MmaPlan& pl, uint8_t* ws, bool part_b) {
+  q8m::Split sp;
+  sp.splits = pl.splits;
+  sp.counters = reinterpret_cast<int*>(ws) + (part_b ? pl.counters_b : 0);
+  sp.partial = reinterpret_cast<float*>(ws + (part_b ? pl.partial_b_off : pl.partial_off));
+  return sp;
+}
+
+int64_t tiles_of(const Params& p) { return (p.n_groups + q8m::kTileGroups - 1) / q8m::kTileGroups; }
+
+template <int NT>
+void launch_mma_nt(GgmlType type, const Params& pa, const Params* pb, const MmaPlan& pl,
+                   uint8_t* ws, cudaStream_t s) {
+  const size_t smem = static_cast<size_t>(q8m::stage_bytes(NT));
+  if (pl.splits > 1) LW_CUDA_CHECK(cudaMemsetAsync(ws, 0, static_cast<size_t>(pl.partial_off), s));
+  const int64_t blocks_a = tiles_of(pa) * pl.splits;
+  if (pb != nullptr) {
+    const int64_t blocks_b = tiles_of(*pb) * pl.splits;
+    q8m::gemv_q8_mma_pair_kernel<NT>
+        <<<static_cast<unsigned>(blocks_a + blocks_b), kThreads, smem, s>>>(
+            pa, *pb, split_of(pl, ws, false), split_of(pl, ws, true),
+            static_cast<unsigned>(blocks_a));
+    LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_pair_kernel");
+    return;
+  }
+  if (type == GgmlType::Q4_K) {
+    q8m::gemv_q8_mma_kernel<GgmlType::Q4_K, NT>
+        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa, split_of(pl, ws, false));
+  } else {
+    LW_CHECK(type == GgmlType::Q6_K, "gemv_q8: no tensor-core kernel for this type");
+    q8m::gemv_q8_mma_kernel<GgmlType::Q6_K, NT>
+        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa, split_of(pl, ws, false));
+  }
+  LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_kernel");
+}
+
+void launch_mma(GgmlType type, const Params& pa, const Params* pb, const MmaPlan& pl, uint8_t* ws,
+                cudaStream_t s) {
+  switch (mma_tiles(pa.n_tok)) {
+    case 1:
+      launch_mma_nt<1>(type, pa, pb, pl, ws, s);
+      break;
+    case 2:
+      launch_mma_nt<2>(type, pa, pb, pl, ws, s);
+      break;
+    case 4:
+      launch_mma_nt<4>(type, pa, pb, pl, ws, s);
+      break;
+    default:
+      launch_mma_nt<8>(type, pa, pb, pl, ws, s);
+      break;
+  }
+}
+
+}  // namespace
+
+void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int64_t ldx, int n_tok,
+             const GemvSwiglu* swiglu, void* workspace, size_t workspace_bytes, int sm_count,
+             CudaStream stream, const GemvQ8Options& opt) {
   const GgmlType type = mats[0].type;
-  LW_CHECK(n_mats >= 1 && n_mats <= kGemvMaxGroup && gemv_q8_supported(type, k, n_tok),
-           "gemv_q8: type " + type_name(static_cast<uint32_t>(type)) + " k=" +
-               std::to_string(k) + " n_tok=" + std::to_string(n_tok) + " n_mats=" +
-               std::to_string(n_mats));
-  LW_CHECK(ldx >= k && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0,
-           "gemv_q8: x must be 16-byte aligned with ldx % 4 == 0 (ldx=" + std::to_string(ldx) +
-               ")");
+  const GemvQ8Norm* norm = opt.norm;
+  LW_CHECK(n_mats >= 1 && n_mats <= kGemvMaxGroup && gemv_q8_supported(type, k, n_tok, opt.kernel),
+           "gemv_q8: type " + type_name(static_cast<uint32_t>(type)) + " k=" + std::to_string(k) +
+               " n_tok=" + std::to_string(n_tok) + " n_mats=" + std::to_string(n_mats));
+  LW_CHECK(
+      ldx >= k && ldx % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0,
+      "gemv_q8: x must be 16-byte aligned with ldx % 4 == 0 (ldx=" + std::to_string(ldx) + ")");
   const bool pair = swiglu != nullptr && swiglu->out != nullptr;
   LW_CHECK(!pair || (n_mats == 2 && mats[0].rows == mats[1].rows && mats[1].type == type),
            "gemv_q8: swiglu needs two matrices of equal rows and type");
@@ -195,7 +346,7 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
   int n_a = 1;
   while (n_a < n_mats && mats[n_a].type == type) ++n_a;
   const GgmlType type_b = n_a < n_mats ? mats[n_a].type : type;
-  LW_CHECK(n_a == n_mats || gemv_q8_pair_supported(type, type_b, k, n_tok),
+  LW_CHECK(n_a == n_mats || gemv_q8_pair_supported(type, type_b, k, n_tok, opt.kernel),
            "gemv_q8: a group of " + type_name(static_cast<uint32_t>(type)) + " and " +
                type_name(static_cast<uint32_t>(type_b)) + " is not supported");
   Params p{};
@@ -226,7 +377,7 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
   p.ldx = ldx;
   p.stride = gemv_q8_act_stride(k);
   if (norm != nullptr && norm->weight != nullptr) {
-    LW_CHECK(gemv_q8_can_fuse_norm(type, k, n_tok) &&
+    LW_CHECK(gemv_q8_can_fuse_norm(type, k, n_tok, opt.kernel) &&
                  reinterpret_cast<uintptr_t>(norm->weight) % 16 == 0 &&
                  (norm->out == nullptr || reinterpret_cast<uintptr_t>(norm->out) % 16 == 0),
              "gemv_q8: RMSNorm fusion needs staged activations and 16-byte aligned rows (k=" +
@@ -244,30 +395,44 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
   static const int env_rows =
       parse_env_choice("LW_CUDA_GEMV_Q8_ROWS", std::getenv("LW_CUDA_GEMV_Q8_ROWS"), 0, {2, 4});
   const int64_t rows4 = pair ? (rb / 2 + 1) / 2 : (rb + 3) / 4;
-  const int R = rows_per_warp != 0 ? rows_per_warp
-                : env_rows != 0   ? env_rows
+  const bool mma = use_mma(type, opt.kernel, n_tok);
+  const int R = mma                                                           ? q8m::kRows
+                : opt.rows_per_warp != 0                                      ? opt.rows_per_warp
+                : env_rows != 0                                               ? env_rows
                 : (n_tok <= 2 && rows4 >= static_cast<int64_t>(sm_count) * 8) ? 4
                                                                               : 2;
-  LW_CHECK(R == 2 || R == 4, "gemv_q8: rows_per_warp " + std::to_string(R));
+  LW_CHECK(mma || R == 2 || R == 4, "gemv_q8: rows_per_warp " + std::to_string(R));
 
   const cudaStream_t s = to_stream(stream);
   size_t smem = 0;
-  const size_t need = gemv_q8_workspace_bytes(type, k, n_tok);
+  const size_t need = gemv_q8_workspace_bytes(mats, n_mats, k, n_tok, sm_count, opt.kernel);
+  const auto [rows_a, rows_b] = part_rows(mats, n_mats);
+  const MmaPlan plan = mma ? mma_plan(rows_a, rows_b, k, n_tok, sm_count) : MmaPlan{};
   if (need == 0) {
     smem = static_cast<size_t>(n_tok * p.stride);
   } else {
     LW_CHECK(workspace != nullptr && workspace_bytes >= need &&
-                 reinterpret_cast<uintptr_t>(workspace) % 16 == 0,
-             "gemv_q8: workspace of " + std::to_string(workspace_bytes) + " bytes, need " +
-                 std::to_string(need));
-    quantize_act_q8(x, ldx, k, n_tok, workspace, stream);
-    p.xq = static_cast<const uint8_t*>(workspace);
+                 reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
+             "gemv_q8: workspace of " + std::to_string(workspace_bytes) +
+                 " bytes (256-byte aligned), need " + std::to_string(need));
+    uint8_t* act = static_cast<uint8_t*>(workspace) + plan.act_off;
+    if (p.norm_w != nullptr) {  // tensor cores only (gemv_q8_can_fuse_norm)
+      q8k::quantize_norm_kernel<<<static_cast<unsigned>(n_tok), kThreads, 0, s>>>(
+          x, ldx, k, act, p.stride, p.norm_w, p.norm_eps, p.norm_out);
+      LW_CUDA_LAUNCH_CHECK("quantize_norm_kernel");
+    } else {
+      quantize_act_q8(x, ldx, k, n_tok, act, stream);
+    }
+    p.xq = act;
   }
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
   if (n_a < n_mats) {
     const Params pa = part_of(p, 0, n_a, type, R, false);
     Params pb = part_of(p, n_a, n_mats - n_a, type_b, R, false);
     pb.norm_out = nullptr;  // the first part stores the normalized rows
-    if (R == 2) {
+    if (mma) {
+      launch_mma(type, pa, &pb, plan, ws, s);
+    } else if (R == 2) {
       launch_pair_nt<2>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
     } else {
       launch_pair_nt<4>(pa, pb, bytes_a, bytes_b, sm_count, smem, s);
@@ -275,7 +440,9 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
     return;
   }
   p = part_of(p, 0, n_mats, type, R, pair);
-  if (R == 2) {
+  if (mma) {
+    launch_mma(type, p, nullptr, plan, ws, s);
+  } else if (R == 2) {
     launch_type<2>(type, p, sm_count, smem, s);
   } else {
     launch_type<4>(type, p, sm_count, smem, s);

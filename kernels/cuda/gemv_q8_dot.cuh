@@ -77,8 +77,14 @@ struct WK {
   };
   __device__ __forceinline__ static Lane lane_of(int lane) {
     const int u = lane & 7, c = u >> 1, h = u & 1, b = (lane >> 3) * kBlockBytes;
-    return {b + (kQ5 ? 48 : 16) + 16 * u, b + 16 + 16 * h, b, (lane >> 3) * 256 + 64 * c + 16 * h,
-            8 * ((2 * c) & 3), 8 * ((2 * c + 1) & 3), c >= 2, 2 * c};
+    return {b + (kQ5 ? 48 : 16) + 16 * u,
+            b + 16 + 16 * h,
+            b,
+            (lane >> 3) * 256 + 64 * c + 16 * h,
+            8 * ((2 * c) & 3),
+            8 * ((2 * c + 1) & 3),
+            c >= 2,
+            2 * c};
   }
   struct RawQ4 {
     uint4 qs, hdr;
@@ -159,17 +165,22 @@ struct W<GgmlType::Q5_K> : WK<true> {};
 template <>
 struct W<GgmlType::Q6_K> {
   struct Lane {
-    int sb;       // super-block within the iteration (lane / 8)
+    int sb;  // super-block within the iteration (lane / 8)
     int ql_off, qh_off;
-    int col;      // first column of the low run within the iteration
-    int shift;    // qh bit offset of the low run
-    int sc_shift; // bit offset of scale bytes 8n + a / 8n + 4 + a in their words
-    bool n1;      // second half: scale words z, w instead of x, y
+    int col;       // first column of the low run within the iteration
+    int shift;     // qh bit offset of the low run
+    int sc_shift;  // bit offset of scale bytes 8n + a / 8n + 4 + a in their words
+    bool n1;       // second half: scale words z, w instead of x, y
   };
   __device__ __forceinline__ static Lane lane_of(int lane) {
     const int u = lane & 7, n = u >> 2, a = u & 3;
-    return {lane >> 3, 64 * n + 16 * a, 32 * n + 16 * (a & 1),
-            (lane >> 3) * 256 + 128 * n + 16 * a, a >= 2 ? 2 : 0, 8 * a, n == 1};
+    return {lane >> 3,
+            64 * n + 16 * a,
+            32 * n + 16 * (a & 1),
+            (lane >> 3) * 256 + 128 * n + 16 * a,
+            a >= 2 ? 2 : 0,
+            8 * a,
+            n == 1};
   }
   struct Raw {
     uint4 ql, qh, sc;

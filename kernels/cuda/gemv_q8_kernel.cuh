@@ -68,8 +68,8 @@ __device__ __forceinline__ void norm_scales(const float* x, int64_t ldx, int64_t
   if (threadIdx.x < static_cast<unsigned>(n_tok)) {
     float total = 0.f;
     for (int w = 0; w < kWarps; ++w) total += part[w][threadIdx.x];
-    scales[threadIdx.x] = static_cast<float>(
-        1.0 / sqrt(static_cast<double>(total) / static_cast<double>(k) + eps));
+    scales[threadIdx.x] =
+        static_cast<float>(1.0 / sqrt(static_cast<double>(total) / static_cast<double>(k) + eps));
   }
   __syncthreads();
 }
@@ -80,6 +80,19 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t w = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> 5;
   quant_tokens(x, ldx, k, n_tok, out, stride, w, static_cast<int64_t>(gridDim.x) * kWarps,
                threadIdx.x & 31);
+}
+
+// One block per token: the token's RMSNorm scale, then its normalized row quantized (and
+// stored to norm_out, row stride ldx, when set). The fused norm of the tensor-core GEMV.
+__global__ void __launch_bounds__(kThreads)
+    quantize_norm_kernel(const float* x, int64_t ldx, int64_t k, uint8_t* out, int64_t stride,
+                         const float* norm_w, float eps, float* norm_out) {
+  __shared__ float scale[1];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x;
+  norm_scales(x + t * ldx, ldx, k, 1, eps, scale, warp, lane);
+  quant_tokens(x + t * ldx, ldx, k, 1, out + t * stride, stride, warp, kWarps, lane, norm_w, scale,
+               norm_out != nullptr ? norm_out + t * ldx : nullptr);
 }
 
 // ---- the GEMV kernel ------------------------------------------------------------------------
@@ -102,11 +115,11 @@ struct Params {
   int n_tok;
   const float* x;  // f32 activations (quantized into shared memory when xq == nullptr)
   int64_t ldx;
-  const uint8_t* xq;  // pre-quantized activations (global memory) or nullptr
-  int64_t stride;     // bytes per token of quantized activations
+  const uint8_t* xq;    // pre-quantized activations (global memory) or nullptr
+  int64_t stride;       // bytes per token of quantized activations
   const float* norm_w;  // RMSNorm fused in front (staged activations only) or nullptr
   float norm_eps;
-  float* norm_out;  // block 0 stores the normalized rows here (row stride ldx)
+  float* norm_out;    // block 0 stores the normalized rows here (row stride ldx)
   float* swiglu_out;  // non-null: a gate/up pair
   int64_t ld_swiglu;
   int64_t n_groups;  // row groups: R rows, or R / 2 gate/up row pairs
@@ -116,8 +129,8 @@ __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
 // Matrix and row of stream s (0..R-1) of row group g; live = the row exists.
 template <int R>
-__device__ __forceinline__ void stream_row(const Params& p, int64_t g, int s, int* mi,
-                                           int64_t* row, bool* live) {
+__device__ __forceinline__ void stream_row(const Params& p, int64_t g, int s, int* mi, int64_t* row,
+                                           bool* live) {
   if (p.swiglu_out != nullptr) {
     *mi = s & 1;
     *row = g * (R / 2) + (s >> 1);

@@ -48,9 +48,8 @@ template <GgmlType T, int NT, int S>
 struct SmallDot {
   using U = dq::Unit<T>;
   using Raw = typename U::Raw;
-  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit,
-                                              const float* x, int64_t ldx,
-                                              float (&acc)[S][NT]) {
+  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit, const float* x,
+                                              int64_t ldx, float (&acc)[S][NT]) {
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       float w[32];
@@ -78,9 +77,8 @@ struct SmallDot {
 template <int NT, int S>
 struct SmallDot<GgmlType::Q4_K, NT, S> {
   using Raw = dq::Unit<GgmlType::Q4_K>::Raw;
-  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit,
-                                              const float* x, int64_t ldx,
-                                              float (&acc)[S][NT]) {
+  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit, const float* x,
+                                              int64_t ldx, float (&acc)[S][NT]) {
     const int u = static_cast<int>(unit & 7), c = u >> 1, h = u & 1;
     const int64_t col_lo = (unit >> 3) * 256 + 64 * c + 16 * h;
     float sq_lo[S][NT], sq_hi[S][NT], sx_lo[NT], sx_hi[NT];
@@ -144,9 +142,8 @@ template <int NT, int S>
 struct SmallDot<GgmlType::Q6_K, NT, S> {
   using U = dq::Unit<GgmlType::Q6_K>;
   using Raw = U::Raw;
-  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit,
-                                              const float* x, int64_t ldx,
-                                              float (&acc)[S][NT]) {
+  __device__ __forceinline__ static void unit(const Raw (&raw)[S], int64_t unit, const float* x,
+                                              int64_t ldx, float (&acc)[S][NT]) {
     const int L = static_cast<int>(unit & 3), n = static_cast<int>(unit >> 2) & 1;
     const int64_t col0 = (unit >> 3) * 256 + 128 * n + 8 * L;
 #pragma unroll
@@ -318,10 +315,18 @@ void launch_type(const SParams& p, int n_tok, cudaStream_t stream) {
   constexpr int kGroups = W / KS;
   const unsigned blocks = static_cast<unsigned>((p.n_warps + kGroups - 1) / kGroups);
   switch (n_tok) {
-    case 1: gemv_small_kernel<T, 1, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p); break;
-    case 2: gemv_small_kernel<T, 2, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p); break;
-    case 3: gemv_small_kernel<T, 3, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p); break;
-    default: gemv_small_kernel<T, 4, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p); break;
+    case 1:
+      gemv_small_kernel<T, 1, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p);
+      break;
+    case 2:
+      gemv_small_kernel<T, 2, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p);
+      break;
+    case 3:
+      gemv_small_kernel<T, 3, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p);
+      break;
+    default:
+      gemv_small_kernel<T, 4, W, S, B, KS><<<blocks, W * 32, 0, stream>>>(p);
+      break;
   }
   LW_CUDA_LAUNCH_CHECK("gemv_small_kernel");
 }
@@ -333,11 +338,20 @@ void gemv_small_launch(GgmlType type, SParams p, bool pair, int64_t rows0, int64
                        int n_tok, cudaStream_t s) {
   p.n_warps = pair ? (rows0 + S / 2 - 1) / (S / 2) : (rows_sum + S - 1) / S;
   switch (type) {
-    case GgmlType::Q4_K: launch_type<GgmlType::Q4_K, W, S, B, KS>(p, n_tok, s); break;
-    case GgmlType::Q6_K: launch_type<GgmlType::Q6_K, W, S, B, KS>(p, n_tok, s); break;
-    case GgmlType::Q8_0: launch_type<GgmlType::Q8_0, W, S, B, KS>(p, n_tok, s); break;
-    case GgmlType::F16: launch_type<GgmlType::F16, W, S, B, KS>(p, n_tok, s); break;
-    default: break;  // gemv_small() checked the type
+    case GgmlType::Q4_K:
+      launch_type<GgmlType::Q4_K, W, S, B, KS>(p, n_tok, s);
+      break;
+    case GgmlType::Q6_K:
+      launch_type<GgmlType::Q6_K, W, S, B, KS>(p, n_tok, s);
+      break;
+    case GgmlType::Q8_0:
+      launch_type<GgmlType::Q8_0, W, S, B, KS>(p, n_tok, s);
+      break;
+    case GgmlType::F16:
+      launch_type<GgmlType::F16, W, S, B, KS>(p, n_tok, s);
+      break;
+    default:
+      break;  // gemv_small() checked the type
   }
 }
 
@@ -351,11 +365,11 @@ void gemv_small_launch(GgmlType type, SParams p, bool pair, int64_t rows0, int64
   X(4, 8, 2, 4, 4)               \
   X(5, 8, 4, 4, 2)
 
-#define LW_GEMV_SMALL_DECLARE(i, W, S, B, KS)                                              \
-  extern template void gemv_small_launch<W, S, B, KS>(GgmlType, SParams, bool, int64_t,     \
-                                                       int64_t, int, cudaStream_t);
-#define LW_GEMV_SMALL_INSTANTIATE(W, S, B, KS)                                        \
-  template void gemv_small_launch<W, S, B, KS>(GgmlType, SParams, bool, int64_t, int64_t, \
-                                               int, cudaStream_t);
+#define LW_GEMV_SMALL_DECLARE(i, W, S, B, KS)                                                    \
+  extern template void gemv_small_launch<W, S, B, KS>(GgmlType, SParams, bool, int64_t, int64_t, \
+                                                      int, cudaStream_t);
+#define LW_GEMV_SMALL_INSTANTIATE(W, S, B, KS)                                                 \
+  template void gemv_small_launch<W, S, B, KS>(GgmlType, SParams, bool, int64_t, int64_t, int, \
+                                               cudaStream_t);
 
 }  // namespace lw::cuda::small_detail

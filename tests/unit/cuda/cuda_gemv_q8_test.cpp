@@ -6,8 +6,10 @@
 //     huge and tiny values,
 //     a row that is not a multiple of 256 and a row stride that is not k;
 //   - gemv_q8 vs matmul_ref: normalized error <= 1e-4 (~15-bit activations, exact weights,
-//     f32 sums) for every covered type, 1..8 tokens, both rows-per-warp shapes, a grid of a
-//     few persistent blocks and one of a block per 4 row groups, activations staged in shared
+//     f32 sums) for every covered type on the dp4a kernel (1..8 tokens, both rows-per-warp
+//     shapes) and for Q4_K / Q6_K on the tensor-core kernel (1..32 tokens: partial 4-token
+//     tiles, 1 to 8 tiles), a grid of a few persistent blocks and one of a block per row
+//     group(s), activations staged in shared
 //     memory and pre-quantized in the workspace, groups of matrices, the residual-add and
 //     SwiGLU epilogues (the SwiGLU product 2e-4: two products' errors), strided outputs,
 //     NaN-poisoned outputs;
@@ -133,28 +135,45 @@ TEST(CudaQuantAct, TwoPlanesWithinTheirBound) {
   }
 }
 
+using Kernel = cuda::GemvQ8Kernel;
+
+bool has_mma(GgmlType type) { return type == GgmlType::Q4_K || type == GgmlType::Q6_K; }
+
+const char* kernel_str(Kernel k) {
+  return k == Kernel::kMma ? "mma" : k == Kernel::kDp4a ? "dp4a" : "auto";
+}
+
 struct Case {
   GgmlType type;
+  Kernel kernel;
   int64_t k;
   int n_tok;
-  int rows_per_warp;
-  int sm_count;  // 1 -> a few persistent blocks, each warp many row groups; huge -> one each
+  int rows_per_warp;  // dp4a only
+  int sm_count;       // 1 -> a few persistent blocks, each warp many row groups; huge -> one each
 };
 
 std::string case_str(const Case& c) {
-  return test::type_str(c.type) + " k=" + std::to_string(c.k) + " n_tok=" +
-         std::to_string(c.n_tok) + " R=" + std::to_string(c.rows_per_warp) + " sms=" +
-         std::to_string(c.sm_count);
+  return test::type_str(c.type) + " " + kernel_str(c.kernel) + " k=" + std::to_string(c.k) +
+         " n_tok=" + std::to_string(c.n_tok) + " R=" + std::to_string(c.rows_per_warp) +
+         " sms=" + std::to_string(c.sm_count);
 }
 
 std::vector<Case> cases() {
   std::vector<Case> out;
   for (GgmlType type : kCovered) {
     const bool q80 = type == GgmlType::Q8_0;
-    for (int64_t k : q80 ? std::vector<int64_t>{96, 1056, 8192} : std::vector<int64_t>{256, 1280, 8192}) {
-      for (int n_tok : {1, 2, 3, 5, 8}) {
-        for (int R : {2, 4}) {
-          for (int sms : {1, 100000}) out.push_back({type, k, n_tok, R, sms});
+    for (int64_t k :
+         q80 ? std::vector<int64_t>{96, 1056, 8192} : std::vector<int64_t>{256, 1280, 8192}) {
+      for (int sms : {1, 100000}) {
+        for (int n_tok : {1, 2, 3, 5, 8}) {
+          for (int R : {2, 4}) out.push_back({type, Kernel::kDp4a, k, n_tok, R, sms});
+        }
+      }
+      if (!has_mma(type)) continue;
+      // sms 0: one block per tile (no K split), 1: two splits, huge: min(16, k / 256).
+      for (int sms : {0, 1, 100000}) {
+        for (int n_tok : {1, 2, 3, 5, 8, 13, 32}) {
+          out.push_back({type, Kernel::kMma, k, n_tok, 0, sms});
         }
       }
     }
@@ -203,11 +222,14 @@ TEST(CudaGemvQ8, GroupsAndEpiloguesMatchReference) {
     m[1].add_in = rb.as<float>();
     m[1].add_out = rb.as<float>();  // in place
     m[1].ld_add = rows[1];
-    const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(c.type, k, n);
+    const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(m, 3, k, n, c.sm_count, c.kernel);
     (ws_bytes == 0 ? checked_smem : checked_ws)++;
     cuda::GpuBuffer ws(ws_bytes == 0 ? 16 : ws_bytes);
-    cuda::gemv_q8(m, 3, k, xb.as<float>(), k, n, nullptr, ws.get(), ws.size(), c.sm_count,
-                  nullptr, c.rows_per_warp);
+    cuda::GemvQ8Options opt;
+    opt.kernel = c.kernel;
+    opt.rows_per_warp = c.rows_per_warp;
+    cuda::gemv_q8(m, 3, k, xb.as<float>(), k, n, nullptr, ws.get(), ws.size(), c.sm_count, nullptr,
+                  opt);
     cuda::device_synchronize("gemv_q8");
 
     for (int i = 0; i < 3; ++i) {
@@ -241,7 +263,7 @@ TEST(CudaGemvQ8, GroupsAndEpiloguesMatchReference) {
     pr[1].ldy = rows[0];
     const cuda::GemvSwiglu sw{so.as<float>(), rows[0]};
     cuda::gemv_q8(pr, 2, k, xb.as<float>(), k, n, &sw, ws.get(), ws.size(), c.sm_count, nullptr,
-                  c.rows_per_warp);
+                  opt);
     cuda::device_synchronize("gemv_q8 swiglu");
     std::vector<float> g(static_cast<size_t>(n * rows[0])), u(g.size()), want(g.size());
     matmul_ref(c.type, w[0].data(), rows[0], k, x.data(), n, g.data());
@@ -264,45 +286,59 @@ TEST(CudaGemvQ8, FusedRmsNormMatchesNormThenMatmul) {
   ThreadPool pool(1);
   uint32_t seed = 900;
   for (GgmlType type : kCovered) {
-    for (int n : {1, 3, 4}) {
-      const int64_t k = 1024, rows = 77;
-      SCOPED_TRACE(test::type_str(type) + " n_tok=" + std::to_string(n));
-      ASSERT_TRUE(cuda::gemv_q8_can_fuse_norm(type, k, n));
-      const std::vector<uint8_t> w = test::random_weights(type, rows, k, seed++);
-      const std::vector<float> x = randn(static_cast<size_t>(n) * k, seed++, 3.0f);
-      std::vector<float> nw = randn(static_cast<size_t>(k), seed++, 0.5f);
-      for (float& v : nw) v += 1.0f;
-      const float eps = 1e-5f;
-      std::vector<float> normed(x.size()), normed_ref(x.size()), ref(static_cast<size_t>(n * rows));
-      rms_norm(pool, cpu_detect_isa(), x.data(), nw.data(), n, k, eps, normed.data());
-      rms_norm_ref(x.data(), nw.data(), n, k, eps, normed_ref.data());
-      matmul_ref(type, w.data(), rows, k, normed_ref.data(), n, ref.data());
+    for (Kernel kernel : {Kernel::kDp4a, Kernel::kAuto, Kernel::kMma}) {
+      if (kernel == Kernel::kMma && !has_mma(type)) continue;
+      for (int n : {1, 3, 4, 13}) {
+        if (n > cuda::kGemvQ8MaxTokens && kernel != Kernel::kMma) continue;
+        const int64_t k = 1024, rows = 77;
+        SCOPED_TRACE(test::type_str(type) + " " + kernel_str(kernel) +
+                     " n_tok=" + std::to_string(n));
+        ASSERT_TRUE(cuda::gemv_q8_can_fuse_norm(type, k, n, kernel));
+        const std::vector<uint8_t> w = test::random_weights(type, rows, k, seed++);
+        const std::vector<float> x = randn(static_cast<size_t>(n) * k, seed++, 3.0f);
+        std::vector<float> nw = randn(static_cast<size_t>(k), seed++, 0.5f);
+        for (float& v : nw) v += 1.0f;
+        const float eps = 1e-5f;
+        std::vector<float> normed(x.size()), normed_ref(x.size()),
+            ref(static_cast<size_t>(n * rows));
+        rms_norm(pool, cpu_detect_isa(), x.data(), nw.data(), n, k, eps, normed.data());
+        rms_norm_ref(x.data(), nw.data(), n, k, eps, normed_ref.data());
+        matmul_ref(type, w.data(), rows, k, normed_ref.data(), n, ref.data());
 
-      std::vector<uint8_t> packed(w.size());
-      cuda::repack_weights(type, w.data(), rows, k, packed.data());
-      cuda::GpuBuffer wb = upload_bytes(packed.data(), packed.size());
-      cuda::GpuBuffer xb = upload_bytes(x.data(), x.size() * sizeof(float));
-      cuda::GpuBuffer nwb = upload_bytes(nw.data(), nw.size() * sizeof(float));
-      cuda::GpuBuffer yb = poisoned_floats(ref.size()), ob = poisoned_floats(x.size());
-      cuda::GemvMatrix m;
-      m.type = type;
-      m.w = wb.get();
-      m.rows = rows;
-      m.y = yb.as<float>();
-      m.ldy = rows;
-      cuda::GemvQ8Norm norm{nwb.as<float>(), eps, ob.as<float>()};
-      cuda::gemv_q8(&m, 1, k, xb.as<float>(), k, n, nullptr, nullptr, 0, 132, nullptr, 0, &norm);
-      cuda::device_synchronize("gemv_q8 norm");
-      EXPECT_LE(norm_err(download(ob, x.size()), normed), 1e-6) << "normalized output";
-      EXPECT_LE(norm_err(download(yb, ref.size()), ref), kBound) << "vs exact norm + matmul";
+        std::vector<uint8_t> packed(w.size());
+        cuda::repack_weights(type, w.data(), rows, k, packed.data());
+        cuda::GpuBuffer wb = upload_bytes(packed.data(), packed.size());
+        cuda::GpuBuffer xb = upload_bytes(x.data(), x.size() * sizeof(float));
+        cuda::GpuBuffer nwb = upload_bytes(nw.data(), nw.size() * sizeof(float));
+        cuda::GpuBuffer yb = poisoned_floats(ref.size()), ob = poisoned_floats(x.size());
+        cuda::GemvMatrix m;
+        m.type = type;
+        m.w = wb.get();
+        m.rows = rows;
+        m.y = yb.as<float>();
+        m.ldy = rows;
+        cuda::GemvQ8Norm norm{nwb.as<float>(), eps, ob.as<float>()};
+        cuda::GemvQ8Options opt;
+        opt.kernel = kernel;
+        opt.norm = &norm;
+        const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(&m, 1, k, n, 132, kernel);
+        cuda::GpuBuffer ws(ws_bytes == 0 ? 16 : ws_bytes);
+        cuda::gemv_q8(&m, 1, k, xb.as<float>(), k, n, nullptr, ws.get(), ws.size(), 132, nullptr,
+                      opt);
+        cuda::device_synchronize("gemv_q8 norm");
+        EXPECT_LE(norm_err(download(ob, x.size()), normed), 1e-6) << "normalized output";
+        EXPECT_LE(norm_err(download(yb, ref.size()), ref), kBound) << "vs exact norm + matmul";
+      }
     }
   }
   EXPECT_FALSE(cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, 14336, 8)) << "needs the workspace";
+  EXPECT_TRUE(cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, 14336, 32)) << "tensor cores";
 }
 
 // Q4_K matrices followed by Q6_K ones in one launch (the Q/K/V projections of a Q4_K_M layer):
 // each part against matmul_ref, with persistent and one-group-per-warp grids, staged and
-// workspace activations, and the RMSNorm fused in front where the activations are staged.
+// workspace activations, and the RMSNorm fused in front where it can be (staged dp4a
+// activations; always on tensor cores).
 TEST(CudaGemvQ8, MixedTypeGroupMatchesReference) {
   LW_REQUIRE_GPU();
   cuda::set_device(0);
@@ -312,14 +348,17 @@ TEST(CudaGemvQ8, MixedTypeGroupMatchesReference) {
   const int64_t rows[3] = {45, 16, 21};
   int checked_norm = 0;
   for (int64_t k : {256, 4096, 8192}) {
-    for (int n : {1, 2, 3, 8}) {
-      for (int R : {2, 4}) {
+    for (int n : {1, 2, 3, 8, 13, 32}) {
+      for (int R : {0, 2, 4}) {  // 0: the tensor-core kernel
+        const Kernel kernel = R == 0 ? Kernel::kMma : Kernel::kDp4a;
+        if (kernel == Kernel::kDp4a && n > cuda::kGemvQ8MaxTokens) continue;
         for (int sms : {1, 100000}) {
-          const bool with_norm = cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, k, n) && sms == 1;
-          SCOPED_TRACE("k=" + std::to_string(k) + " n_tok=" + std::to_string(n) + " R=" +
-                       std::to_string(R) + " sms=" + std::to_string(sms) +
-                       (with_norm ? " norm" : ""));
-          ASSERT_TRUE(cuda::gemv_q8_pair_supported(GgmlType::Q4_K, GgmlType::Q6_K, k, n));
+          const bool with_norm =
+              cuda::gemv_q8_can_fuse_norm(GgmlType::Q4_K, k, n, kernel) && sms == 1;
+          SCOPED_TRACE("k=" + std::to_string(k) + " n_tok=" + std::to_string(n) + " " +
+                       kernel_str(kernel) + " R=" + std::to_string(R) +
+                       " sms=" + std::to_string(sms) + (with_norm ? " norm" : ""));
+          ASSERT_TRUE(cuda::gemv_q8_pair_supported(GgmlType::Q4_K, GgmlType::Q6_K, k, n, kernel));
           const std::vector<float> x = randn(static_cast<size_t>(n) * k, seed++, 1.5f);
           std::vector<float> nw = randn(static_cast<size_t>(k), seed++, 0.3f);
           for (float& v : nw) v += 1.0f;
@@ -343,11 +382,15 @@ TEST(CudaGemvQ8, MixedTypeGroupMatchesReference) {
             m[i].y = yb[i].as<float>();
             m[i].ldy = rows[i];
           }
-          const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, k, n);
+          const size_t ws_bytes = cuda::gemv_q8_workspace_bytes(m, 3, k, n, sms, kernel);
           cuda::GpuBuffer ws(ws_bytes == 0 ? 16 : ws_bytes);
           cuda::GemvQ8Norm norm{nwb.as<float>(), 1e-5f, nob.as<float>()};
+          cuda::GemvQ8Options opt;
+          opt.kernel = kernel;
+          opt.rows_per_warp = R;
+          opt.norm = with_norm ? &norm : nullptr;
           cuda::gemv_q8(m, 3, k, xb.as<float>(), k, n, nullptr, ws.get(), ws.size(), sms, nullptr,
-                        R, with_norm ? &norm : nullptr);
+                        opt);
           cuda::device_synchronize("gemv_q8 mixed");
           for (int i = 0; i < 3; ++i) {
             std::vector<float> ref(static_cast<size_t>(n * rows[i]));
@@ -369,14 +412,21 @@ TEST(CudaGemvQ8, RefusesWhatItDoesNotCover) {
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::F16, 256, 1));
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q4_K, 288, 1));  // not a multiple of 256
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q8_0, 48, 1));   // not a multiple of 32
-  EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 9));  // more than 8 tokens
+  EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 9, Kernel::kDp4a));  // > 8 tokens
+  EXPECT_TRUE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 32, Kernel::kMma));
+  EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 33, Kernel::kMma));  // > 32 tokens
+  EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q5_K, 256, 1, Kernel::kMma));   // no mma kernel
   EXPECT_FALSE(cuda::gemv_q8_supported(GgmlType::Q6_K, 256, 0));
   EXPECT_TRUE(cuda::gemv_q8_supported(GgmlType::Q8_0, 32, 8));
   EXPECT_FALSE(cuda::gemv_q8_pair_supported(GgmlType::Q6_K, GgmlType::Q4_K, 256, 1));
   EXPECT_FALSE(cuda::gemv_q8_pair_supported(GgmlType::Q4_K, GgmlType::Q8_0, 256, 1));
   EXPECT_EQ(cuda::gemv_q8_act_stride(4096), 9728);
-  EXPECT_EQ(cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, 4096, 4), 0u);  // staged
-  EXPECT_EQ(cuda::gemv_q8_workspace_bytes(GgmlType::Q4_K, 14336, 8), 8u * 34048u);
+  cuda::GemvMatrix m;
+  m.type = GgmlType::Q4_K;
+  m.rows = 4096;
+  EXPECT_EQ(cuda::gemv_q8_workspace_bytes(&m, 1, 4096, 4, 132), 0u);  // staged (dp4a)
+  EXPECT_EQ(cuda::gemv_q8_workspace_bytes(&m, 1, 14336, 8, 132), 8u * 34048u);
+  EXPECT_GE(cuda::gemv_q8_workspace_bytes(&m, 1, 4096, 32, 132), 32u * 9728u);  // tensor cores
 }
 
 }  // namespace

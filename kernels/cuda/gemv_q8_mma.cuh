@@ -1,0 +1,410 @@
+// Internal to kernels/cuda (gemv_q8.cu): the int8 GEMV on tensor cores for Q4_K and Q6_K.
+// Same contract, parameters, activations (two int8 planes, act_q8x2.cuh) and epilogues as
+// the dp4a kernel (gemv_q8_kernel.cuh); the products run as mma.sync with the weights as the
+// 16-row A operand (unsigned: Q4_K nibbles 0..15, Q6_K 0..63) and the activations as the
+// 8-column B operand: column 2i + p is plane p (0 hi, 1 lo) of token 4 * tile + i, so one
+// instruction does 16 rows x 4 tokens x both planes of one scale group (Q4_K: 32 values,
+// m16n8k32; Q6_K: 16 values, m16n8k16). A group's exact int32 sums are scaled in f32 as the
+// dp4a kernel does (K-quant mins and Q6_K's -32 on the activation sums).
+// Work: a block is 4 warps on a 64-row tile (warp w: 16-row group 4 * tile + w; 32 gate/up
+// row pairs with SwiGLU), all walking the same super-blocks: each super-block's activations
+// (every token) are copied once into shared memory (cp.async, double-buffered) for the four
+// warps, each warp keeps its next super-block's weights in flight. Few tiles: the K range
+// splits over `splits` blocks per tile; each writes its partial sums to the workspace and the
+// last to arrive adds them in split order (deterministic) and runs the epilogue.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/cp_async.cuh"
+#include "kernels/cuda/gemv_q8_kernel.cuh"
+
+namespace lw::cuda::q8m {
+
+using q8dot::h2f;
+using q8k::kThreads;
+using q8k::kWarps;
+using q8k::Params;
+
+constexpr int kRows = 16;            // rows (streams) per warp: one row group
+constexpr int kTileGroups = kWarps;  // row groups per block (64 rows)
+// Resident blocks per SM the registers must allow: 448 gate/up tiles of mistral-7b fit one
+// wave on 132 SMs at 4 (ncu: 168 registers, 3 blocks per SM, left a second wave of 52).
+constexpr int kMinBlocks = 4;
+
+// One token's activations for one super-block in shared memory: hi[256] at 0, lo[256] at
+// kPlane, dl[8] at kDl, xsum[16] at kXs. The strides keep a half-warp's 8-byte B loads
+// (tokens 2i, 2i + 1, both planes) on distinct banks.
+constexpr int kPlane = 288, kDl = 576, kXs = 608, kTokBytes = 704;
+
+// Dynamic shared memory of a launch of nt 4-token tiles: two stages.
+constexpr int stage_bytes(int nt) { return 2 * 4 * nt * kTokBytes; }
+
+__device__ __forceinline__ uint2 ldw8(const uint8_t* p) {
+  uint2 r;
+  asm("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint32_t ldw4(const uint8_t* p) {
+  uint32_t r;
+  asm("ld.global.nc.u32 %0, [%1];" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// c = A (16 x 32 u8) * B (32 x 8 s8), from zero. Not volatile: a pure function of its
+// operands, so the compiler may schedule the B loads and epilogues around it.
+__device__ __forceinline__ void mma_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                        uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%10,%10,%10,%10};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+// c = A (16 x 16 u8) * B (16 x 8 s8), from zero.
+__device__ __forceinline__ void mma_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+  asm("mma.sync.aligned.m16n8k16.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%7,%7,%7,%7};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
+// Where this lane reads the staged activations: B operand (column g of each tile: token
+// 4 * tile + g / 2, plane g % 2) and the epilogue (token 4 * tile + t, its scales and sums),
+// as byte offsets in a stage for tile 0; tile i adds i * kTileBytes. A stage holds 4 * NT
+// tokens: those past n_tok are never copied and their sums never stored (each token's
+// column of the products reads only its own activations).
+struct XOff {
+  int b, e;
+};
+__device__ __forceinline__ XOff x_offsets(int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  return {(g >> 1) * kTokBytes + (g & 1) * kPlane, t * kTokBytes};
+}
+constexpr int kTileBytes = 4 * kTokBytes;
+
+// acc_r += s_r * dl * (254 c_hi + c_lo) + o_r * xs for the lane's rows g (r = 0), g + 8 (r = 1).
+__device__ __forceinline__ void scale_add(float (&acc)[2], const int (&c)[4], float s0, float s1,
+                                          float o0, float o1, float dl, float xs) {
+  const float v0 = static_cast<float>(254 * c[0] + c[1]);
+  const float v1 = static_cast<float>(254 * c[2] + c[3]);
+  acc[0] = fmaf(s0 * dl, v0, fmaf(o0, xs, acc[0]));
+  acc[1] = fmaf(s1 * dl, v1, fmaf(o1, xs, acc[1]));
+}
+
+template <GgmlType T>
+struct A;
+
+// Q4_K: lane (g, t) reads bytes 32c + 8t .. + 7 of chunk c's quants in rows g and g + 8: low
+// nibbles are values 8t .. 8t + 7 of sub-block 2c, high nibbles of sub-block 2c + 1 (A columns
+// 4t.. take the first four, 16 + 4t.. the last four; B reads the same values).
+template <>
+struct A<GgmlType::Q4_K> {
+  static constexpr int kBlockBytes = 144;
+  struct Row {
+    const uint8_t* p;  // the row's first block
+  };
+  __device__ __forceinline__ static Row row(const uint8_t* w, int64_t rows, int64_t r, int64_t k) {
+    (void)rows;
+    return {w + r * (k / 256) * kBlockBytes};
+  }
+  struct Raw {
+    uint2 q[2][4];
+    uint4 h[2];
+  };
+  __device__ __forceinline__ static void load(const Row (&rp)[2], int64_t sb, int t, Raw& r) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const uint8_t* b = rp[i].p + sb * kBlockBytes;
+      r.h[i] = q8dot::ldw16(b);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) r.q[i][c] = ldw8(b + 16 + 32 * c + 8 * t);
+    }
+  }
+  template <int NT>
+  __device__ __forceinline__ static void compute(const Raw& r, const uint8_t* xs, const XOff& xo,
+                                                 int t, float (&acc)[NT][2]) {
+    float d[2], dmin[2];
+    uint32_t sc[2][2], mn[2][2];  // 6-bit scales / mins of sub-blocks 0..3 and 4..7, bytewise
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      d[i] = h2f(r.h[i].x);
+      dmin[i] = -h2f(r.h[i].x >> 16);
+      const uint32_t s0 = r.h[i].y, s1 = r.h[i].z, s2 = r.h[i].w;
+      sc[i][0] = s0 & 0x3F3F3F3Fu;
+      mn[i][0] = s1 & 0x3F3F3F3Fu;
+      sc[i][1] = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
+      mn[i][1] = ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = j >> 1, sh = 4 * (j & 1), byte = 8 * (j & 3);
+      const uint32_t a0 = (r.q[0][c].x >> sh) & 0x0F0F0F0Fu, a1 = (r.q[1][c].x >> sh) & 0x0F0F0F0Fu;
+      const uint32_t a2 = (r.q[0][c].y >> sh) & 0x0F0F0F0Fu, a3 = (r.q[1][c].y >> sh) & 0x0F0F0F0Fu;
+      const float s0 = d[0] * static_cast<float>((sc[0][j >> 2] >> byte) & 0xFFu);
+      const float s1 = d[1] * static_cast<float>((sc[1][j >> 2] >> byte) & 0xFFu);
+      const float o0 = dmin[0] * static_cast<float>((mn[0][j >> 2] >> byte) & 0xFFu);
+      const float o1 = dmin[1] * static_cast<float>((mn[1][j >> 2] >> byte) & 0xFFu);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        const uint2 b =
+            *reinterpret_cast<const uint2*>(xs + xo.b + n * kTileBytes + 32 * j + 8 * t);
+        int cc[4];
+        mma_k32(cc, a0, a1, a2, a3, b.x, b.y);
+        const float dl = reinterpret_cast<const float*>(xs + xo.e + n * kTileBytes + kDl)[j];
+        const float2 x2 = reinterpret_cast<const float2*>(xs + xo.e + n * kTileBytes + kXs)[j];
+        scale_add(acc[n], cc, s0, s1, o0, o1, dl, x2.x + x2.y);
+      }
+    }
+  }
+};
+
+// Q6_K (device layout ql | qh | scales | d): group (n, p, h) is the 16 values 128n + 32p + 16h
+// + 0..15 (scale 8n + 2p + h); lane (g, t) takes values 4t .. 4t + 3 of each group in rows g
+// and g + 8: ql word 64n + 32(p % 2) + 16h + 4t (low nibbles p < 2, high p >= 2) and qh word
+// 32n + 16h + 4t (bits 2p, 2p + 1).
+template <>
+struct A<GgmlType::Q6_K> {
+  struct Row {
+    const uint8_t* w;  // tensor base
+    uint32_t b0;       // the row's first super-block
+    uint32_t nb_all;   // super-blocks in the tensor
+  };
+  __device__ __forceinline__ static Row row(const uint8_t* w, int64_t rows, int64_t r, int64_t k) {
+    return {w, static_cast<uint32_t>(r * (k / 256)), static_cast<uint32_t>(rows * (k / 256))};
+  }
+  struct Raw {
+    uint32_t ql[2][2][2][2];  // [row][n][p % 2][h]
+    uint32_t qh[2][2][2];     // [row][n][h]
+    uint4 sc[2];
+    uint32_t d[2];
+  };
+  __device__ __forceinline__ static void load(const Row (&rp)[2], int64_t sb, int t, Raw& r) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const uint64_t b = rp[i].b0 + static_cast<uint64_t>(sb), nb = rp[i].nb_all;
+      const uint8_t* ql = rp[i].w + b * 128;
+      const uint8_t* qh = rp[i].w + nb * 128 + b * 64;
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          r.ql[i][n][0][h] = ldw4(ql + 64 * n + 16 * h + 4 * t);
+          r.ql[i][n][1][h] = ldw4(ql + 64 * n + 32 + 16 * h + 4 * t);
+          r.qh[i][n][h] = ldw4(qh + 32 * n + 16 * h + 4 * t);
+        }
+      }
+      r.sc[i] = q8dot::ldw16(rp[i].w + nb * 192 + b * 16);
+      r.d[i] = q8dot::ldw2(rp[i].w + nb * 208 + b * 2);
+    }
+  }
+  template <int NT>
+  __device__ __forceinline__ static void compute(const Raw& r, const uint8_t* xs, const XOff& xo,
+                                                 int t, float (&acc)[NT][2]) {
+    const float d0 = h2f(r.d[0]), d1 = h2f(r.d[1]);
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int is = 8 * n + 2 * p + h, sh = 4 * (p >> 1);
+          const uint32_t a0 = ((r.ql[0][n][p & 1][h] >> sh) & 0x0F0F0F0Fu) |
+                              (((r.qh[0][n][h] >> (2 * p)) & 0x03030303u) << 4);
+          const uint32_t a1 = ((r.ql[1][n][p & 1][h] >> sh) & 0x0F0F0F0Fu) |
+                              (((r.qh[1][n][h] >> (2 * p)) & 0x03030303u) << 4);
+          const float s0 = d0 * static_cast<float>(static_cast<int8_t>(
+                                    dq::word_of(r.sc[0], is >> 2) >> (8 * (is & 3))));
+          const float s1 = d1 * static_cast<float>(static_cast<int8_t>(
+                                    dq::word_of(r.sc[1], is >> 2) >> (8 * (is & 3))));
+          const int col = 128 * n + 32 * p + 16 * h;
+#pragma unroll
+          for (int m = 0; m < NT; ++m) {
+            const uint32_t b =
+                *reinterpret_cast<const uint32_t*>(xs + xo.b + m * kTileBytes + col + 4 * t);
+            int cc[4];
+            mma_k16(cc, a0, a1, b);
+            const float dl =
+                reinterpret_cast<const float*>(xs + xo.e + m * kTileBytes + kDl)[col >> 5];
+            const float x1 =
+                reinterpret_cast<const float*>(xs + xo.e + m * kTileBytes + kXs)[col >> 4];
+            scale_add(acc[m], cc, s0, s1, -32.f * s0, -32.f * s1, dl, x1);
+          }
+        }
+      }
+    }
+  }
+};
+
+// Warp 0 stores row group grp from the summed partials: lane (g, t) holds streams g and g + 8
+// for token 4 * tile + t. SwiGLU: even streams are gate rows, the odd stream next to each
+// (lane + 4) the up row of the same output row.
+template <int NT>
+__device__ __forceinline__ void store_rows(const Params& p, int64_t grp, const float (&v)[NT][2],
+                                           int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int s = g + 8 * r;
+    int mi;
+    int64_t row;
+    bool live;
+    q8k::stream_row<kRows>(p, grp, s, &mi, &row, &live);
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const int tok = 4 * n + t;
+      if (p.swiglu_out != nullptr) {
+        const float up = __shfl_down_sync(0xffffffffu, v[n][r], 4);
+        if ((g & 1) != 0 || !live || tok >= p.n_tok) continue;
+        const float gv = v[n][r];
+        p.m[0].y[tok * p.m[0].ldy + row] = gv;
+        p.m[1].y[tok * p.m[1].ldy + row] = up;
+        p.swiglu_out[tok * p.ld_swiglu + row] = q8k::silu(gv) * up;
+        continue;
+      }
+      if (!live || tok >= p.n_tok) continue;
+      const q8k::WMat& M = p.m[mi];
+      M.y[tok * M.ldy + row] = v[n][r];
+      if (M.add_out != nullptr) {
+        M.add_out[tok * M.ld_add + row] = M.add_in[tok * M.ld_add + row] + v[n][r];
+      }
+    }
+  }
+}
+
+// Copies super-block sb of every token's activations (workspace layout, act_q8x2.cuh) into
+// one stage (the layout above); every thread of the block takes part, without branches:
+// first the planes (32 copies per token), then the scales and sums (6 per token).
+__device__ __forceinline__ void stage_copy(const Params& p, int64_t sb, uint8_t* stage) {
+  const int64_t k = p.k;
+  for (int c = threadIdx.x; c < p.n_tok * 32; c += kThreads) {
+    const int tok = c >> 5, plane = (c >> 4) & 1, q = c & 15;
+    cp_async16(stage + tok * kTokBytes + plane * kPlane + 16 * q,
+               p.xq + tok * p.stride + plane * k + sb * 256 + 16 * q);
+  }
+  for (int c = threadIdx.x; c < p.n_tok * 6; c += kThreads) {
+    const int tok = c / 6, q = c - 6 * tok;  // q 0-1: dl, 2-5: xsum
+    const int64_t src = q < 2 ? 2 * k + sb * 32 + 16 * q : 2 * k + k / 8 + sb * 64 + 16 * (q - 2);
+    cp_async16(stage + tok * kTokBytes + kDl + 16 * q, p.xq + tok * p.stride + src);
+  }
+}
+
+// Where a launch's split partial sums and arrival counters live (workspace).
+struct Split {
+  int splits = 1;  // blocks per tile
+  int* counters;   // [tiles], zero at launch
+  float* partial;  // [splits][4 * NT tokens][n_groups * 16 streams]
+};
+
+// The block body for tile `tile`, split `split` of type T.
+template <GgmlType T, int NT>
+__device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int split, const Split& sp,
+                                          uint8_t* smem) {
+  using W = A<T>;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t nsb = p.k / 256;
+  const int64_t sb0 = nsb * split / sp.splits, sb1 = nsb * (split + 1) / sp.splits;
+  const int64_t grp = tile * kTileGroups + warp;  // this warp's row group
+  const bool active = grp < p.n_groups;
+  constexpr int sbytes = 4 * NT * kTokBytes;
+
+  typename W::Row rp[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    int mi;
+    int64_t row;
+    bool live;
+    q8k::stream_row<kRows>(p, active ? grp : p.n_groups - 1, g + 8 * i, &mi, &row, &live);
+    rp[i] = W::row(p.m[mi].w, p.m[mi].rows, row, p.k);
+  }
+  typename W::Raw cur, nxt;
+  if (active && sb0 < sb1) W::load(rp, sb0, t, cur);
+  if (sb0 < sb1) stage_copy(p, sb0, smem);
+  cp_async_commit();
+
+  const XOff xo = x_offsets(lane);
+  float acc[NT][2];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = 0.f;
+  for (int64_t sb = sb0; sb < sb1; ++sb) {
+    const int buf = static_cast<int>((sb - sb0) & 1);
+    if (sb + 1 < sb1) {
+      if (active) W::load(rp, sb + 1, t, nxt);
+      stage_copy(p, sb + 1, smem + (buf ^ 1) * sbytes);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (active) W::template compute<NT>(cur, smem + buf * sbytes, xo, t, acc);
+    __syncthreads();  // the next copy overwrites this stage
+    cur = nxt;
+  }
+
+  if (sp.splits == 1) {
+    if (active) store_rows<NT>(p, grp, acc, lane);
+    return;
+  }
+  // Partial sums to the workspace; the last block of the tile adds them in split order.
+  const int64_t streams = p.n_groups * kRows;
+  if (active) {
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        sp.partial[(static_cast<int64_t>(split) * 4 * NT + 4 * n + t) * streams + grp * kRows + g +
+                   8 * r] = acc[n][r];
+      }
+    }
+  }
+  __threadfence();
+  __shared__ int last;
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(sp.counters + tile, 1) == sp.splits - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (active) {
+    float v[NT][2];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float s = 0.f;
+        for (int q = 0; q < sp.splits; ++q) {
+          s += __ldcg(sp.partial + (static_cast<int64_t>(q) * 4 * NT + 4 * n + t) * streams +
+                      grp * kRows + g + 8 * r);
+        }
+        v[n][r] = s;
+      }
+    }
+    store_rows<NT>(p, grp, v, lane);
+  }
+  if (threadIdx.x == 0) sp.counters[tile] = 0;
+}
+
+template <GgmlType T, int NT>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    gemv_q8_mma_kernel(const __grid_constant__ Params p, const Split sp) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  tile_body<T, NT>(p, blockIdx.x / sp.splits, static_cast<int>(blockIdx.x % sp.splits), sp, smem);
+}
+
+// Q4_K matrices in the first blocks_a blocks, Q6_K in the rest (same input).
+template <int NT>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    gemv_q8_mma_pair_kernel(const __grid_constant__ Params pa, const __grid_constant__ Params pb,
+                            const Split sa, const Split sb, unsigned blocks_a) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  if (blockIdx.x < blocks_a) {
+    tile_body<GgmlType::Q4_K, NT>(pa, blockIdx.x / sa.splits,
+                                  static_cast<int>(blockIdx.x % sa.splits), sa, smem);
+  } else {
+    const unsigned b = blockIdx.x - blocks_a;
+    tile_body<GgmlType::Q6_K, NT>(pb, b / sb.splits, static_cast<int>(b % sb.splits), sb, smem);
+  }
+}
+
+}  // namespace lw::cuda::q8m
