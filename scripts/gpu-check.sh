@@ -13,7 +13,8 @@
 # variant, 32-session decode on/off, pp512 with the flash prefill attention on/off; not in
 # the default list) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
 # of the dequant kernels; not in the default list) | mma (the tensor-core int8 GEMV on and
-# off: tg128, 32-session decode, ncu of its launches; not in the default list).
+# off: tg128, 32-session decode, ncu of its launches; not in the default list) | batch (the
+# 32-session step per BATCH_VARIANTS, all layers and layers 0-1; not in the default list).
 # Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
 # filter of the tests phase, default all), MEMCHECK_FILTER (gtest filter of memcheck),
 # SMALL_CFGS (smallcfg indices, default 0-5), WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
@@ -209,6 +210,18 @@ if want mma && [[ -f "$M7.store/manifest.json" ]]; then
     grep -E 'gemv_q8|duration|dram__bytes|warps_active|issue_active|registers|grid_size' \
       "$OUT/ncu_mma.log" | sed 's/^ *//' | cut -c1-110 | tee -a "$SUMMARY"
   fi
+fi
+if want batch && [[ -f "$M7.store/manifest.json" ]]; then
+  # The 32-session decode step per variant (BATCH_VARIANTS: space-separated VAR=VALUE[,VAR=VALUE]
+  # items, "-" for the defaults) over all layers, then over layers 0-1 (time per layer).
+  for v in ${BATCH_VARIANTS:--}; do
+    for layers in 0-31 0-1; do
+      (if [[ $v != - ]]; then export ${v//,/ }; fi; LOG=bench run_phase "batch $v layers $layers" 60 \
+        "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda --layers $layers -p 0 -n 32 \
+        --batch-sessions 32 --reps 2 --bw-mib 0)
+      note "batch $v layers $layers: $(grep -E '^\| tg[0-9]+x' "$OUT/bench.log" | tail -n 1)"
+    done
+  done
 fi
 if want tune && [[ -f "$M7.store/manifest.json" ]]; then
   # Decode variants: graphs off, fusion off, fixed K-splits (tg64, one rep each).

@@ -52,8 +52,9 @@ struct CudaBackendOptions {
 // build options themselves): LW_CUDA_FUSE=0|1, LW_CUDA_GRAPHS=0|1,
 // LW_CUDA_GEMM_MIN_TOKENS=N, LW_CUDA_GEMV_SPLITS=N, LW_CUDA_GEMM_SPLIT_ACTS=0|1,
 // LW_CUDA_INT8_GEMV_MAX_TOKENS=N, LW_CUDA_INT8_MMA_MAX_TOKENS=N. Read by the kernels
-// themselves: LW_CUDA_GEMV_Q8_ROWS=2|4 (dp4a int8 GEMV rows per warp), LW_CUDA_GEMV_MMA=0|1
-// (Q4_K/Q6_K int8 GEMV on tensor cores), LW_CUDA_FLASH_ATTN=0|1 (tensor-core prefill attention),
+// themselves: LW_CUDA_GEMV_Q8_ROWS=2|4 (dp4a int8 GEMV rows per warp), LW_CUDA_GEMV_MMA=0|1|2
+// (Q4_K/Q6_K int8 GEMV on tensor cores: never, for 9+ tokens, always), LW_CUDA_MMA_SPLITS=N
+// (its K split), LW_CUDA_FLASH_ATTN=0|1 (tensor-core prefill attention),
 // LW_CUDA_ATTN_V2=0|1 (one-launch decode attention),
 // LW_CUDA_GEMV_SMALL=0|1, LW_CUDA_GEMV_SMALL_CFG=N, LW_CUDA_DEQUANT_V2=0|1. Unset
 // variables keep the defaults.

@@ -145,13 +145,19 @@ bool use_mma(GgmlType type, GemvQ8Kernel kernel, int n_tok) {
   return kernel == GemvQ8Kernel::kMma || mma_mode() == 2 || n_tok > kGemvQ8MaxTokens;
 }
 
-// Tiles of 4 tokens a tensor-core launch computes: 1, 2, 4 or 8.
+// Tiles of 4 tokens a tensor-core block computes: 1, 2 or 4 (more did not fit the registers
+// of 4 blocks per SM); blocks of more tokens split them into groups of 16.
 int mma_tiles(int n_tok) {
   const int t = (n_tok + 3) / 4;
-  return t <= 1 ? 1 : t <= 2 ? 2 : t <= 4 ? 4 : 8;
+  return t <= 1 ? 1 : t <= 2 ? 2 : 4;
 }
+int mma_groups(int n_tok) { return (n_tok + 4 * mma_tiles(n_tok) - 1) / (4 * mma_tiles(n_tok)); }
 
 int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// Bytes per token of the tensor-core kernel's activations (act_q8x2.cuh, super-block format):
+// hi[k] | lo[k] | dl[k / 256] in 16-byte slots.
+int64_t sb_stride(int64_t k) { return 2 * k + k / 16; }
 
 // A tensor-core launch's K split and workspace, from the rows of its two parts (a: the
 // first type's matrices, b: the second's, 0 without): bounds that hold however the rows are
@@ -170,13 +176,20 @@ MmaPlan mma_plan(int64_t rows_a, int64_t rows_b, int64_t k, int n_tok, int sm_co
   pl.counters_b = pl.streams_a / kTileRows;
   const int64_t tiles = (pl.streams_a + pl.streams_b) / kTileRows;
   // About four blocks per SM: the 64-row tiles of small matrices split their K range.
-  const int64_t want = (4 * static_cast<int64_t>(sm_count) + tiles / 2) / tiles;
-  pl.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(16, k / 256)));
-  pl.partial_off = align_up(4 * tiles, 256);
-  const int64_t part = pl.splits > 1 ? pl.splits * 4 * mma_tiles(n_tok) * 4 : 0;
+  const int64_t units = tiles * mma_groups(n_tok);  // blocks without a K split
+  const int64_t want = (4 * static_cast<int64_t>(sm_count) + units / 2) / units;
+  // LW_CUDA_MMA_SPLITS=N fixes the split (A/B runs; 0 or unset = the rule above).
+  static const int fixed = parse_env_choice("LW_CUDA_MMA_SPLITS", std::getenv("LW_CUDA_MMA_SPLITS"),
+                                            0, {0, 1, 2, 3, 4, 6, 8, 12, 16});
+  pl.splits = static_cast<int>(
+      std::clamp<int64_t>(fixed != 0 ? fixed : want, 1, std::min<int64_t>(16, k / 256)));
+  const int64_t slots = 4 * mma_tiles(n_tok) * mma_groups(n_tok);
+  pl.counters_b *= mma_groups(n_tok);
+  pl.partial_off = align_up(4 * tiles * mma_groups(n_tok), 256);
+  const int64_t part = pl.splits > 1 ? pl.splits * slots * 4 : 0;
   pl.partial_b_off = pl.partial_off + part * pl.streams_a;
   pl.act_off = align_up(pl.partial_b_off + part * pl.streams_b, 256);
-  pl.total = pl.act_off + n_tok * gemv_q8_act_stride(k);
+  pl.total = pl.act_off + n_tok * sb_stride(k);
   return pl;
 }
 
@@ -272,9 +285,10 @@ namespace {
 
 // Tensor-core launches: tiles x splits blocks (part a's first in a pair launch), two stages
 // of activations in shared memory; split counters zeroed first.
-q8m::Split split_of(const MmaPlan& pl, uint8_t* ws, bool part_b) {
+q8m::Split split_of(const MmaPlan& pl, uint8_t* ws, bool part_b, int n_tok) {
   q8m::Split sp;
   sp.splits = pl.splits;
+  sp.tgroups = mma_groups(n_tok);
   sp.counters = reinterpret_cast<int*>(ws) + (part_b ? pl.counters_b : 0);
   sp.partial = reinterpret_cast<float*>(ws + (part_b ? pl.partial_b_off : pl.partial_off));
   return sp;
@@ -287,23 +301,26 @@ void launch_mma_nt(GgmlType type, const Params& pa, const Params* pb, const MmaP
                    uint8_t* ws, cudaStream_t s) {
   const size_t smem = static_cast<size_t>(q8m::stage_bytes(NT));
   if (pl.splits > 1) LW_CUDA_CHECK(cudaMemsetAsync(ws, 0, static_cast<size_t>(pl.partial_off), s));
-  const int64_t blocks_a = tiles_of(pa) * pl.splits;
+  const int64_t per_tile = static_cast<int64_t>(pl.splits) * mma_groups(pa.n_tok);
+  const int64_t blocks_a = tiles_of(pa) * per_tile;
   if (pb != nullptr) {
-    const int64_t blocks_b = tiles_of(*pb) * pl.splits;
+    const int64_t blocks_b = tiles_of(*pb) * per_tile;
     q8m::gemv_q8_mma_pair_kernel<NT>
         <<<static_cast<unsigned>(blocks_a + blocks_b), kThreads, smem, s>>>(
-            pa, *pb, split_of(pl, ws, false), split_of(pl, ws, true),
+            pa, *pb, split_of(pl, ws, false, pa.n_tok), split_of(pl, ws, true, pa.n_tok),
             static_cast<unsigned>(blocks_a));
     LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_pair_kernel");
     return;
   }
   if (type == GgmlType::Q4_K) {
     q8m::gemv_q8_mma_kernel<GgmlType::Q4_K, NT>
-        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa, split_of(pl, ws, false));
+        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa,
+                                                                 split_of(pl, ws, false, pa.n_tok));
   } else {
     LW_CHECK(type == GgmlType::Q6_K, "gemv_q8: no tensor-core kernel for this type");
     q8m::gemv_q8_mma_kernel<GgmlType::Q6_K, NT>
-        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa, split_of(pl, ws, false));
+        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa,
+                                                                 split_of(pl, ws, false, pa.n_tok));
   }
   LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_kernel");
 }
@@ -317,11 +334,8 @@ void launch_mma(GgmlType type, const Params& pa, const Params* pb, const MmaPlan
     case 2:
       launch_mma_nt<2>(type, pa, pb, pl, ws, s);
       break;
-    case 4:
-      launch_mma_nt<4>(type, pa, pb, pl, ws, s);
-      break;
     default:
-      launch_mma_nt<8>(type, pa, pb, pl, ws, s);
+      launch_mma_nt<4>(type, pa, pb, pl, ws, s);
       break;
   }
 }
@@ -416,10 +430,14 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
              "gemv_q8: workspace of " + std::to_string(workspace_bytes) +
                  " bytes (256-byte aligned), need " + std::to_string(need));
     uint8_t* act = static_cast<uint8_t*>(workspace) + plan.act_off;
-    if (p.norm_w != nullptr) {  // tensor cores only (gemv_q8_can_fuse_norm)
-      q8k::quantize_norm_kernel<<<static_cast<unsigned>(n_tok), kThreads, 0, s>>>(
-          x, ldx, k, act, p.stride, p.norm_w, p.norm_eps, p.norm_out);
-      LW_CUDA_LAUNCH_CHECK("quantize_norm_kernel");
+    if (mma) {
+      // Tokens x up to 8 blocks of a row's super-blocks; the RMSNorm (if any) first.
+      p.stride = sb_stride(k);
+      const dim3 grid(static_cast<unsigned>(n_tok),
+                      static_cast<unsigned>(std::clamp<int64_t>(k / 256 / kWarps, 1, 8)));
+      q8m::quantize_sb_kernel<<<grid, kThreads, 0, s>>>(x, ldx, k, act, p.stride, p.norm_w,
+                                                        p.norm_eps, p.norm_out);
+      LW_CUDA_LAUNCH_CHECK("quantize_sb_kernel");
     } else {
       quantize_act_q8(x, ldx, k, n_tok, act, stream);
     }

@@ -82,19 +82,6 @@ __global__ void __launch_bounds__(kThreads)
                threadIdx.x & 31);
 }
 
-// One block per token: the token's RMSNorm scale, then its normalized row quantized (and
-// stored to norm_out, row stride ldx, when set). The fused norm of the tensor-core GEMV.
-__global__ void __launch_bounds__(kThreads)
-    quantize_norm_kernel(const float* x, int64_t ldx, int64_t k, uint8_t* out, int64_t stride,
-                         const float* norm_w, float eps, float* norm_out) {
-  __shared__ float scale[1];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t t = blockIdx.x;
-  norm_scales(x + t * ldx, ldx, k, 1, eps, scale, warp, lane);
-  quant_tokens(x + t * ldx, ldx, k, 1, out + t * stride, stride, warp, kWarps, lane, norm_w, scale,
-               norm_out != nullptr ? norm_out + t * ldx : nullptr);
-}
-
 // ---- the GEMV kernel ------------------------------------------------------------------------
 struct WMat {
   const uint8_t* w;

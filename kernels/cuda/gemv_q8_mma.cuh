@@ -1,17 +1,21 @@
 // Internal to kernels/cuda (gemv_q8.cu): the int8 GEMV on tensor cores for Q4_K and Q6_K.
-// Same contract, parameters, activations (two int8 planes, act_q8x2.cuh) and epilogues as
-// the dp4a kernel (gemv_q8_kernel.cuh); the products run as mma.sync with the weights as the
-// 16-row A operand (unsigned: Q4_K nibbles 0..15, Q6_K 0..63) and the activations as the
-// 8-column B operand: column 2i + p is plane p (0 hi, 1 lo) of token 4 * tile + i, so one
-// instruction does 16 rows x 4 tokens x both planes of one scale group (Q4_K: 32 values,
-// m16n8k32; Q6_K: 16 values, m16n8k16). A group's exact int32 sums are scaled in f32 as the
-// dp4a kernel does (K-quant mins and Q6_K's -32 on the activation sums).
+// Same contract, parameters and epilogues as the dp4a kernel (gemv_q8_kernel.cuh); the
+// activations are two int8 planes with one dl per 256 values (act_q8x2.cuh, super-block
+// format). The products run as mma.sync with the weights as the 16-row A operand (unsigned:
+// Q4_K nibbles 0..15, Q6_K 0..63) and the activations as the 8-column B operand: column
+// 2i + p is plane p (0 hi, 1 lo) of token 4 * tile + i, so one instruction does 16 rows x 4
+// tokens x both planes of one scale group (Q4_K: 32 values, m16n8k32; Q6_K: 16 values,
+// m16n8k16). Within a super-block everything stays an exact int32: each group's sums times
+// its integer scale, and the K-quant mins (Q6_K: the scale-weighted sums for its -32) as a
+// second mma whose A holds the min (scale) in every column; f32 once per super-block.
 // Work: a block is 4 warps on a 64-row tile (warp w: 16-row group 4 * tile + w; 32 gate/up
-// row pairs with SwiGLU), all walking the same super-blocks: each super-block's activations
-// (every token) are copied once into shared memory (cp.async, double-buffered) for the four
-// warps, each warp keeps its next super-block's weights in flight. Few tiles: the K range
-// splits over `splits` blocks per tile; each writes its partial sums to the workspace and the
-// last to arrive adds them in split order (deterministic) and runs the epilogue.
+// row pairs with SwiGLU) and up to 16 tokens, all walking the same super-blocks: each
+// super-block's activations are copied once into shared memory (cp.async, double-buffered)
+// for the four warps, each warp keeps its next super-block's weights in flight. More tokens:
+// token groups of 16 in adjacent blocks (the second read of a tile's weights comes from L2).
+// Few tiles: the K range splits over `splits` blocks per tile; each writes its partial sums
+// to the workspace and the last to arrive adds them in split order (deterministic) and runs
+// the epilogue.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -34,10 +38,13 @@ constexpr int kTileGroups = kWarps;  // row groups per block (64 rows)
 // wave on 132 SMs at 4 (ncu: 168 registers, 3 blocks per SM, left a second wave of 52).
 constexpr int kMinBlocks = 4;
 
-// One token's activations for one super-block in shared memory: hi[256] at 0, lo[256] at
-// kPlane, dl[8] at kDl, xsum[16] at kXs. The strides keep a half-warp's 8-byte B loads
-// (tokens 2i, 2i + 1, both planes) on distinct banks.
-constexpr int kPlane = 288, kDl = 576, kXs = 608, kTokBytes = 704;
+// One token's activations for one super-block in shared memory (the super-block format of
+// act_q8x2.cuh): hi[256] at 0, lo[256] at kPlane, dl at kDl. The strides keep a half-warp's
+// 8-byte B loads (tokens 2i, 2i + 1, both planes) on distinct banks.
+constexpr int kPlane = 288, kDl = 576, kTokBytes = 704;
+// 4-token tiles per block at most: their integer sums fit the registers of 4 blocks per SM
+// (8 tiles spilled; more tokens run as token groups of adjacent blocks).
+constexpr int kMaxTiles = 4;
 
 // Dynamic shared memory of a launch of nt 4-token tiles: two stages.
 constexpr int stage_bytes(int nt) { return 2 * 4 * nt * kTokBytes; }
@@ -54,7 +61,7 @@ __device__ __forceinline__ uint32_t ldw4(const uint8_t* p) {
 }
 
 // c = A (16 x 32 u8) * B (32 x 8 s8), from zero. Not volatile: a pure function of its
-// operands, so the compiler may schedule the B loads and epilogues around it.
+// operands, so the compiler may schedule the B loads and the sums around it.
 __device__ __forceinline__ void mma_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                         uint32_t a3, uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -62,12 +69,57 @@ __device__ __forceinline__ void mma_k32(int (&c)[4], uint32_t a0, uint32_t a1, u
       : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
 }
+// c += A (16 x 32 u8, rows g: a0 in every column, g + 8: a1) * B (32 x 8 s8).
+__device__ __forceinline__ void mma_k32_acc(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0,
+                                            uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%4,%5}, "
+      "{%6,%7}, {%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(b0), "r"(b1));
+}
 // c = A (16 x 16 u8) * B (16 x 8 s8), from zero.
 __device__ __forceinline__ void mma_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
   asm("mma.sync.aligned.m16n8k16.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
       "{%7,%7,%7,%7};\n"
       : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
       : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+// c += A (16 x 16 s8) * B (16 x 8 s8).
+__device__ __forceinline__ void mma_k16_s8_acc(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+  asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(b0));
+}
+
+// The integer sums of one tile over one super-block: main (scale-weighted group products)
+// and off (the K-quant mins or Q6_K's scale-weighted activation sums), each as an mma's
+// accumulators: row g hi plane, lo plane, row g + 8 hi, lo (of the lane's token).
+struct TileSums {
+  int main[4];
+  int off[4];
+};
+__device__ __forceinline__ void zero(TileSums& s) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s.main[i] = s.off[i] = 0;
+}
+// main += scale * c (the group's products; scale s0 for row g, s1 for row g + 8).
+__device__ __forceinline__ void add_scaled(TileSums& s, const int (&c)[4], int s0, int s1) {
+  s.main[0] += s0 * c[0];
+  s.main[1] += s0 * c[1];
+  s.main[2] += s1 * c[2];
+  s.main[3] += s1 * c[3];
+}
+// acc_r += dm_r * (254 main_hi + main_lo) + doff_r * (254 off_hi + off_lo), in f32 (the
+// integers are exact; each converts with one rounding).
+__device__ __forceinline__ void fold(float (&acc)[2], const TileSums& s, float dm0, float dm1,
+                                     float do0, float do1) {
+  const float v0 = fmaf(254.f, static_cast<float>(s.main[0]), static_cast<float>(s.main[1]));
+  const float v1 = fmaf(254.f, static_cast<float>(s.main[2]), static_cast<float>(s.main[3]));
+  const float w0 = fmaf(254.f, static_cast<float>(s.off[0]), static_cast<float>(s.off[1]));
+  const float w1 = fmaf(254.f, static_cast<float>(s.off[2]), static_cast<float>(s.off[3]));
+  acc[0] = fmaf(dm0, v0, fmaf(do0, w0, acc[0]));
+  acc[1] = fmaf(dm1, v1, fmaf(do1, w1, acc[1]));
 }
 
 // Where this lane reads the staged activations: B operand (column g of each tile: token
@@ -83,15 +135,6 @@ __device__ __forceinline__ XOff x_offsets(int lane) {
   return {(g >> 1) * kTokBytes + (g & 1) * kPlane, t * kTokBytes};
 }
 constexpr int kTileBytes = 4 * kTokBytes;
-
-// acc_r += s_r * dl * (254 c_hi + c_lo) + o_r * xs for the lane's rows g (r = 0), g + 8 (r = 1).
-__device__ __forceinline__ void scale_add(float (&acc)[2], const int (&c)[4], float s0, float s1,
-                                          float o0, float o1, float dl, float xs) {
-  const float v0 = static_cast<float>(254 * c[0] + c[1]);
-  const float v1 = static_cast<float>(254 * c[2] + c[3]);
-  acc[0] = fmaf(s0 * dl, v0, fmaf(o0, xs, acc[0]));
-  acc[1] = fmaf(s1 * dl, v1, fmaf(o1, xs, acc[1]));
-}
 
 template <GgmlType T>
 struct A;
@@ -122,6 +165,9 @@ struct A<GgmlType::Q4_K> {
       for (int c = 0; c < 4; ++c) r.q[i][c] = ldw8(b + 16 + 32 * c + 8 * t);
     }
   }
+  // Per super-block and tile: main = sum_j sc_j (q . x)_j and off = sum_j m_j (sum x)_j (the
+  // mins as an mma whose A holds m_j in every column), exact integers; then
+  // y += d dl main - dmin dl off.
   template <int NT>
   __device__ __forceinline__ static void compute(const Raw& r, const uint8_t* xs, const XOff& xo,
                                                  int t, float (&acc)[NT][2]) {
@@ -137,25 +183,34 @@ struct A<GgmlType::Q4_K> {
       sc[i][1] = (s2 & 0x0F0F0F0Fu) | ((s0 >> 2) & 0x30303030u);
       mn[i][1] = ((s2 >> 4) & 0x0F0F0F0Fu) | ((s1 >> 2) & 0x30303030u);
     }
+    static_assert(NT <= kMaxTiles, "tiles per block");
+    TileSums ts[NT];
+#pragma unroll
+    for (int n = 0; n < NT; ++n) zero(ts[n]);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int c = j >> 1, sh = 4 * (j & 1), byte = 8 * (j & 3);
-      const uint32_t a0 = (r.q[0][c].x >> sh) & 0x0F0F0F0Fu, a1 = (r.q[1][c].x >> sh) & 0x0F0F0F0Fu;
-      const uint32_t a2 = (r.q[0][c].y >> sh) & 0x0F0F0F0Fu, a3 = (r.q[1][c].y >> sh) & 0x0F0F0F0Fu;
-      const float s0 = d[0] * static_cast<float>((sc[0][j >> 2] >> byte) & 0xFFu);
-      const float s1 = d[1] * static_cast<float>((sc[1][j >> 2] >> byte) & 0xFFu);
-      const float o0 = dmin[0] * static_cast<float>((mn[0][j >> 2] >> byte) & 0xFFu);
-      const float o1 = dmin[1] * static_cast<float>((mn[1][j >> 2] >> byte) & 0xFFu);
+      const uint32_t a0 = (r.q[0][c].x >> sh) & 0x0F0F0F0Fu;
+      const uint32_t a1 = (r.q[1][c].x >> sh) & 0x0F0F0F0Fu;
+      const uint32_t a2 = (r.q[0][c].y >> sh) & 0x0F0F0F0Fu;
+      const uint32_t a3 = (r.q[1][c].y >> sh) & 0x0F0F0F0Fu;
+      const int s0 = (sc[0][j >> 2] >> byte) & 0xFF, s1 = (sc[1][j >> 2] >> byte) & 0xFF;
+      const uint32_t m0 = ((mn[0][j >> 2] >> byte) & 0xFFu) * 0x01010101u;
+      const uint32_t m1 = ((mn[1][j >> 2] >> byte) & 0xFFu) * 0x01010101u;
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         const uint2 b =
             *reinterpret_cast<const uint2*>(xs + xo.b + n * kTileBytes + 32 * j + 8 * t);
         int cc[4];
         mma_k32(cc, a0, a1, a2, a3, b.x, b.y);
-        const float dl = reinterpret_cast<const float*>(xs + xo.e + n * kTileBytes + kDl)[j];
-        const float2 x2 = reinterpret_cast<const float2*>(xs + xo.e + n * kTileBytes + kXs)[j];
-        scale_add(acc[n], cc, s0, s1, o0, o1, dl, x2.x + x2.y);
+        add_scaled(ts[n], cc, s0, s1);
+        mma_k32_acc(ts[n].off, m0, m1, b.x, b.y);
       }
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const float dl = *reinterpret_cast<const float*>(xs + xo.e + n * kTileBytes + kDl);
+      fold(acc[n], ts[n], d[0] * dl, d[1] * dl, dmin[0] * dl, dmin[1] * dl);
     }
   }
 };
@@ -199,10 +254,17 @@ struct A<GgmlType::Q6_K> {
       r.d[i] = q8dot::ldw2(rp[i].w + nb * 208 + b * 2);
     }
   }
+  // Per super-block and tile: main = sum_g sc_g (q . x)_g and off = sum_g sc_g (sum x)_g (an
+  // mma whose A holds the signed scale in every column), exact integers; then
+  // y += d dl (main - 32 off).
   template <int NT>
   __device__ __forceinline__ static void compute(const Raw& r, const uint8_t* xs, const XOff& xo,
                                                  int t, float (&acc)[NT][2]) {
     const float d0 = h2f(r.d[0]), d1 = h2f(r.d[1]);
+    static_assert(NT <= kMaxTiles, "tiles per block");
+    TileSums ts[NT];
+#pragma unroll
+    for (int m = 0; m < NT; ++m) zero(ts[m]);
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
 #pragma unroll
@@ -214,10 +276,9 @@ struct A<GgmlType::Q6_K> {
                               (((r.qh[0][n][h] >> (2 * p)) & 0x03030303u) << 4);
           const uint32_t a1 = ((r.ql[1][n][p & 1][h] >> sh) & 0x0F0F0F0Fu) |
                               (((r.qh[1][n][h] >> (2 * p)) & 0x03030303u) << 4);
-          const float s0 = d0 * static_cast<float>(static_cast<int8_t>(
-                                    dq::word_of(r.sc[0], is >> 2) >> (8 * (is & 3))));
-          const float s1 = d1 * static_cast<float>(static_cast<int8_t>(
-                                    dq::word_of(r.sc[1], is >> 2) >> (8 * (is & 3))));
+          const uint32_t w0 = (dq::word_of(r.sc[0], is >> 2) >> (8 * (is & 3))) & 0xFFu;
+          const uint32_t w1 = (dq::word_of(r.sc[1], is >> 2) >> (8 * (is & 3))) & 0xFFu;
+          const int s0 = static_cast<int8_t>(w0), s1 = static_cast<int8_t>(w1);
           const int col = 128 * n + 32 * p + 16 * h;
 #pragma unroll
           for (int m = 0; m < NT; ++m) {
@@ -225,24 +286,26 @@ struct A<GgmlType::Q6_K> {
                 *reinterpret_cast<const uint32_t*>(xs + xo.b + m * kTileBytes + col + 4 * t);
             int cc[4];
             mma_k16(cc, a0, a1, b);
-            const float dl =
-                reinterpret_cast<const float*>(xs + xo.e + m * kTileBytes + kDl)[col >> 5];
-            const float x1 =
-                reinterpret_cast<const float*>(xs + xo.e + m * kTileBytes + kXs)[col >> 4];
-            scale_add(acc[m], cc, s0, s1, -32.f * s0, -32.f * s1, dl, x1);
+            add_scaled(ts[m], cc, s0, s1);
+            mma_k16_s8_acc(ts[m].off, w0 * 0x01010101u, w1 * 0x01010101u, b);
           }
         }
       }
     }
+#pragma unroll
+    for (int m = 0; m < NT; ++m) {
+      const float dl = *reinterpret_cast<const float*>(xs + xo.e + m * kTileBytes + kDl);
+      fold(acc[m], ts[m], d0 * dl, d1 * dl, -32.f * d0 * dl, -32.f * d1 * dl);
+    }
   }
 };
 
-// Warp 0 stores row group grp from the summed partials: lane (g, t) holds streams g and g + 8
-// for token 4 * tile + t. SwiGLU: even streams are gate rows, the odd stream next to each
+// A warp stores its row group grp: lane (g, t) holds streams g and g + 8 for token
+// t0 + 4 * tile + t. SwiGLU: even streams are gate rows, the odd stream next to each
 // (lane + 4) the up row of the same output row.
 template <int NT>
 __device__ __forceinline__ void store_rows(const Params& p, int64_t grp, const float (&v)[NT][2],
-                                           int lane) {
+                                           int lane, int t0) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -253,7 +316,7 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t grp, const f
     q8k::stream_row<kRows>(p, grp, s, &mi, &row, &live);
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
-      const int tok = 4 * n + t;
+      const int tok = t0 + 4 * n + t;
       if (p.swiglu_out != nullptr) {
         const float up = __shfl_down_sync(0xffffffffu, v[n][r], 4);
         if ((g & 1) != 0 || !live || tok >= p.n_tok) continue;
@@ -273,36 +336,63 @@ __device__ __forceinline__ void store_rows(const Params& p, int64_t grp, const f
   }
 }
 
-// Copies super-block sb of every token's activations (workspace layout, act_q8x2.cuh) into
-// one stage (the layout above); every thread of the block takes part, without branches:
-// first the planes (32 copies per token), then the scales and sums (6 per token).
-__device__ __forceinline__ void stage_copy(const Params& p, int64_t sb, uint8_t* stage) {
+// Copies super-block sb of tokens t0 .. t0 + n_tok - 1 (workspace: the super-block format of
+// act_q8x2.cuh, p.stride bytes per token) into one stage (the layout above); every thread of
+// the block takes part: 32 copies of the two planes and one of dl per token.
+__device__ __forceinline__ void stage_copy(const Params& p, int64_t sb, uint8_t* stage, int t0,
+                                           int n_tok) {
   const int64_t k = p.k;
-  for (int c = threadIdx.x; c < p.n_tok * 32; c += kThreads) {
-    const int tok = c >> 5, plane = (c >> 4) & 1, q = c & 15;
-    cp_async16(stage + tok * kTokBytes + plane * kPlane + 16 * q,
-               p.xq + tok * p.stride + plane * k + sb * 256 + 16 * q);
+  const uint8_t* xq = p.xq + t0 * p.stride;
+  for (int c = threadIdx.x; c < n_tok * 33; c += kThreads) {
+    const int tok = c / 33, q = c - 33 * tok;
+    const int plane = q >> 4, i = q & 15;  // q == 32: dl
+    const int64_t src = q < 32 ? plane * k + sb * 256 + 16 * i : 2 * k + sb * 16;
+    cp_async16(stage + tok * kTokBytes + (q < 32 ? plane * kPlane + 16 * i : kDl),
+               xq + tok * p.stride + src);
   }
-  for (int c = threadIdx.x; c < p.n_tok * 6; c += kThreads) {
-    const int tok = c / 6, q = c - 6 * tok;  // q 0-1: dl, 2-5: xsum
-    const int64_t src = q < 2 ? 2 * k + sb * 32 + 16 * q : 2 * k + k / 8 + sb * 64 + 16 * (q - 2);
-    cp_async16(stage + tok * kTokBytes + kDl + 16 * q, p.xq + tok * p.stride + src);
+}
+
+// The activations in the super-block format for gridDim.x tokens (blockIdx.y splits a row's
+// super-blocks), the RMSNorm applied first when norm_w is set (and the normalized rows stored
+// to norm_out, row stride ldx, when that is set).
+__global__ void __launch_bounds__(kThreads)
+    quantize_sb_kernel(const float* x, int64_t ldx, int64_t k, uint8_t* out, int64_t stride,
+                       const float* norm_w, float eps, float* norm_out) {
+  __shared__ float scale[1];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.x;
+  q8x2::NormArgs nrm;
+  if (norm_w != nullptr) {
+    q8k::norm_scales(x + t * ldx, ldx, k, 1, eps, scale, warp, lane);
+    nrm.w = norm_w;
+    nrm.scale = scale[0];
+    nrm.out = norm_out != nullptr ? norm_out + t * ldx : nullptr;
+  }
+  for (int64_t c = blockIdx.y * kWarps + warp; c < k / 256; c += gridDim.y * kWarps) {
+    q8x2::quant_chunk_sb(x + t * ldx, c * 256, k, out + t * stride, lane, nrm);
   }
 }
 
 // Where a launch's split partial sums and arrival counters live (workspace).
+// A launch's blocks: (tile, split, token group) with the token group fastest, so the blocks
+// that read the same weights run together (the second read comes from L2).
 struct Split {
-  int splits = 1;  // blocks per tile
-  int* counters;   // [tiles], zero at launch
-  float* partial;  // [splits][4 * NT tokens][n_groups * 16 streams]
+  int splits = 1;   // blocks per tile and token group
+  int tgroups = 1;  // token groups of 4 * NT tokens
+  int* counters;    // [tiles][tgroups], zero at launch
+  float* partial;   // [splits][tgroups * 4 * NT tokens][n_groups * 16 streams]
 };
 
-// The block body for tile `tile`, split `split` of type T.
+// The block body for block b of a launch of type T.
 template <GgmlType T, int NT>
-__device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int split, const Split& sp,
+__device__ __forceinline__ void tile_body(const Params& p, unsigned b, const Split& sp,
                                           uint8_t* smem) {
   using W = A<T>;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int tg = static_cast<int>(b % sp.tgroups);
+  const int split = static_cast<int>(b / sp.tgroups % sp.splits);
+  const int64_t tile = b / sp.tgroups / sp.splits;
+  const int t0 = tg * 4 * NT, n_loc = min(4 * NT, p.n_tok - t0);
   const int64_t nsb = p.k / 256;
   const int64_t sb0 = nsb * split / sp.splits, sb1 = nsb * (split + 1) / sp.splits;
   const int64_t grp = tile * kTileGroups + warp;  // this warp's row group
@@ -320,7 +410,7 @@ __device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int spl
   }
   typename W::Raw cur, nxt;
   if (active && sb0 < sb1) W::load(rp, sb0, t, cur);
-  if (sb0 < sb1) stage_copy(p, sb0, smem);
+  if (sb0 < sb1) stage_copy(p, sb0, smem, t0, n_loc);
   cp_async_commit();
 
   const XOff xo = x_offsets(lane);
@@ -331,7 +421,7 @@ __device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int spl
     const int buf = static_cast<int>((sb - sb0) & 1);
     if (sb + 1 < sb1) {
       if (active) W::load(rp, sb + 1, t, nxt);
-      stage_copy(p, sb + 1, smem + (buf ^ 1) * sbytes);
+      stage_copy(p, sb + 1, smem + (buf ^ 1) * sbytes, t0, n_loc);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -344,25 +434,26 @@ __device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int spl
   }
 
   if (sp.splits == 1) {
-    if (active) store_rows<NT>(p, grp, acc, lane);
+    if (active) store_rows<NT>(p, grp, acc, lane, t0);
     return;
   }
   // Partial sums to the workspace; the last block of the tile adds them in split order.
-  const int64_t streams = p.n_groups * kRows;
+  const int64_t streams = p.n_groups * kRows, slots = static_cast<int64_t>(sp.tgroups) * 4 * NT;
+  const int counter = static_cast<int>(tile * sp.tgroups + tg);
   if (active) {
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        sp.partial[(static_cast<int64_t>(split) * 4 * NT + 4 * n + t) * streams + grp * kRows + g +
-                   8 * r] = acc[n][r];
+        sp.partial[(split * slots + t0 + 4 * n + t) * streams + grp * kRows + g + 8 * r] =
+            acc[n][r];
       }
     }
   }
   __threadfence();
   __shared__ int last;
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(sp.counters + tile, 1) == sp.splits - 1;
+  if (threadIdx.x == 0) last = atomicAdd(sp.counters + counter, 1) == sp.splits - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
@@ -374,22 +465,22 @@ __device__ __forceinline__ void tile_body(const Params& p, int64_t tile, int spl
       for (int r = 0; r < 2; ++r) {
         float s = 0.f;
         for (int q = 0; q < sp.splits; ++q) {
-          s += __ldcg(sp.partial + (static_cast<int64_t>(q) * 4 * NT + 4 * n + t) * streams +
-                      grp * kRows + g + 8 * r);
+          s +=
+              __ldcg(sp.partial + (q * slots + t0 + 4 * n + t) * streams + grp * kRows + g + 8 * r);
         }
         v[n][r] = s;
       }
     }
-    store_rows<NT>(p, grp, v, lane);
+    store_rows<NT>(p, grp, v, lane, t0);
   }
-  if (threadIdx.x == 0) sp.counters[tile] = 0;
+  if (threadIdx.x == 0) sp.counters[counter] = 0;
 }
 
 template <GgmlType T, int NT>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     gemv_q8_mma_kernel(const __grid_constant__ Params p, const Split sp) {
   extern __shared__ __align__(16) uint8_t smem[];
-  tile_body<T, NT>(p, blockIdx.x / sp.splits, static_cast<int>(blockIdx.x % sp.splits), sp, smem);
+  tile_body<T, NT>(p, blockIdx.x, sp, smem);
 }
 
 // Q4_K matrices in the first blocks_a blocks, Q6_K in the rest (same input).
@@ -399,11 +490,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                             const Split sa, const Split sb, unsigned blocks_a) {
   extern __shared__ __align__(16) uint8_t smem[];
   if (blockIdx.x < blocks_a) {
-    tile_body<GgmlType::Q4_K, NT>(pa, blockIdx.x / sa.splits,
-                                  static_cast<int>(blockIdx.x % sa.splits), sa, smem);
+    tile_body<GgmlType::Q4_K, NT>(pa, blockIdx.x, sa, smem);
   } else {
     const unsigned b = blockIdx.x - blocks_a;
-    tile_body<GgmlType::Q6_K, NT>(pb, b / sb.splits, static_cast<int>(b % sb.splits), sb, smem);
+    tile_body<GgmlType::Q6_K, NT>(pb, b, sb, smem);
   }
 }
 

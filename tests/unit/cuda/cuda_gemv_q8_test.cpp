@@ -172,7 +172,7 @@ std::vector<Case> cases() {
       if (!has_mma(type)) continue;
       // sms 0: one block per tile (no K split), 1: two splits, huge: min(16, k / 256).
       for (int sms : {0, 1, 100000}) {
-        for (int n_tok : {1, 2, 3, 5, 8, 13, 32}) {
+        for (int n_tok : {1, 2, 3, 5, 8, 13, 20, 32}) {
           out.push_back({type, Kernel::kMma, k, n_tok, 0, sms});
         }
       }
@@ -426,7 +426,8 @@ TEST(CudaGemvQ8, RefusesWhatItDoesNotCover) {
   m.rows = 4096;
   EXPECT_EQ(cuda::gemv_q8_workspace_bytes(&m, 1, 4096, 4, 132), 0u);  // staged (dp4a)
   EXPECT_EQ(cuda::gemv_q8_workspace_bytes(&m, 1, 14336, 8, 132), 8u * 34048u);
-  EXPECT_GE(cuda::gemv_q8_workspace_bytes(&m, 1, 4096, 32, 132), 32u * 9728u);  // tensor cores
+  // Tensor cores: 32 tokens of hi | lo | dl per 256 (16-byte slots), plus split sums.
+  EXPECT_GE(cuda::gemv_q8_workspace_bytes(&m, 1, 4096, 32, 132), 32u * (2u * 4096u + 256u));
 }
 
 }  // namespace
