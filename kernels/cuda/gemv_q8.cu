@@ -13,6 +13,7 @@
 #include "kernels/cuda/gemv_q8.h"
 #include "kernels/cuda/gemv_q8_kernel.cuh"
 #include "kernels/cuda/gemv_q8_mma.cuh"
+#include "kernels/cuda/gemv_q8_mma_launch.h"
 
 namespace lw::cuda {
 namespace {
@@ -22,7 +23,6 @@ using q8k::gemv_q8_pair_kernel;
 using q8k::kThreads;
 using q8k::kWarps;
 using q8k::Params;
-using q8k::quantize_kernel;
 using q8k::WMat;
 
 // Resident blocks per SM of `kernel` with `smem` bytes of dynamic shared memory (asked once per
@@ -145,59 +145,21 @@ bool use_mma(GgmlType type, GemvQ8Kernel kernel, int n_tok) {
   return kernel == GemvQ8Kernel::kMma || mma_mode() == 2 || n_tok > kGemvQ8MaxTokens;
 }
 
-// Tiles of 4 tokens a tensor-core block computes: 1, 2 or 4 (more did not fit the registers
-// of 4 blocks per SM); blocks of more tokens split them into groups of 16.
-int mma_tiles(int n_tok) {
-  const int t = (n_tok + 3) / 4;
-  return t <= 1 ? 1 : t <= 2 ? 2 : 4;
-}
-int mma_groups(int n_tok) { return (n_tok + 4 * mma_tiles(n_tok) - 1) / (4 * mma_tiles(n_tok)); }
-
-int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
-
-// Bytes per token of the tensor-core kernel's activations (act_q8x2.cuh, super-block format):
-// hi[k] | lo[k] | dl[k / 256] in 16-byte slots.
-int64_t sb_stride(int64_t k) { return 2 * k + k / 16; }
-
-// A tensor-core launch's K split and workspace, from the rows of its two parts (a: the
-// first type's matrices, b: the second's, 0 without): bounds that hold however the rows are
-// grouped (SwiGLU pairs or not). Layout: counters | partials a | partials b | activations.
-struct MmaPlan {
-  int splits;
-  int64_t streams_a, streams_b;  // stream bounds per part (multiples of 64)
-  int64_t counters_b;            // first counter of part b
-  int64_t partial_off, partial_b_off, act_off, total;
-};
-MmaPlan mma_plan(int64_t rows_a, int64_t rows_b, int64_t k, int n_tok, int sm_count) {
-  constexpr int64_t kTileRows = q8m::kRows * q8m::kTileGroups;
-  MmaPlan pl{};
-  pl.streams_a = rows_a > 0 ? align_up(rows_a + q8m::kRows, kTileRows) : 0;
-  pl.streams_b = rows_b > 0 ? align_up(rows_b + q8m::kRows, kTileRows) : 0;
-  pl.counters_b = pl.streams_a / kTileRows;
-  const int64_t tiles = (pl.streams_a + pl.streams_b) / kTileRows;
-  // About four blocks per SM: the 64-row tiles of small matrices split their K range.
-  const int64_t units = tiles * mma_groups(n_tok);  // blocks without a K split
-  const int64_t want = (4 * static_cast<int64_t>(sm_count) + units / 2) / units;
-  // LW_CUDA_MMA_SPLITS=N fixes the split (A/B runs; 0 or unset = the rule above).
-  static const int fixed = parse_env_choice("LW_CUDA_MMA_SPLITS", std::getenv("LW_CUDA_MMA_SPLITS"),
-                                            0, {0, 1, 2, 3, 4, 6, 8, 12, 16});
-  pl.splits = static_cast<int>(
-      std::clamp<int64_t>(fixed != 0 ? fixed : want, 1, std::min<int64_t>(16, k / 256)));
-  const int64_t slots = 4 * mma_tiles(n_tok) * mma_groups(n_tok);
-  pl.counters_b *= mma_groups(n_tok);
-  pl.partial_off = align_up(4 * tiles * mma_groups(n_tok), 256);
-  const int64_t part = pl.splits > 1 ? pl.splits * slots * 4 : 0;
-  pl.partial_b_off = pl.partial_off + part * pl.streams_a;
-  pl.act_off = align_up(pl.partial_b_off + part * pl.streams_b, 256);
-  pl.total = pl.act_off + n_tok * sb_stride(k);
-  return pl;
-}
-
 // Rows of the first type's matrices and of the rest.
 std::pair<int64_t, int64_t> part_rows(const GemvMatrix* mats, int n_mats) {
   int64_t a = 0, b = 0;
   for (int i = 0; i < n_mats; ++i) (mats[i].type == mats[0].type && b == 0 ? a : b) += mats[i].rows;
   return {a, b};
+}
+
+// Quantizes n_tok rows into the dp4a kernel's format (workspace), one 256-column chunk per
+// warp.
+__global__ void __launch_bounds__(kThreads)
+    quantize_kernel(const float* x, int64_t ldx, int64_t k, int n_tok, uint8_t* out,
+                    int64_t stride) {
+  const int64_t w = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> 5;
+  q8k::quant_tokens(x, ldx, k, n_tok, out, stride, w, static_cast<int64_t>(gridDim.x) * kWarps,
+                    threadIdx.x & 31);
 }
 
 }  // namespace
@@ -277,67 +239,6 @@ Params part_of(const Params& p, int first, int count, GgmlType type, int R, bool
   q.n_slots = type == GgmlType::Q8_0 ? p.k / 16 : p.k / 32;
   q.n_groups = pair ? (rb / 2 + R / 2 - 1) / (R / 2) : (rb + R - 1) / R;
   return q;
-}
-
-}  // namespace
-
-namespace {
-
-// Tensor-core launches: tiles x splits blocks (part a's first in a pair launch), two stages
-// of activations in shared memory; split counters zeroed first.
-q8m::Split split_of(const MmaPlan& pl, uint8_t* ws, bool part_b, int n_tok) {
-  q8m::Split sp;
-  sp.splits = pl.splits;
-  sp.tgroups = mma_groups(n_tok);
-  sp.counters = reinterpret_cast<int*>(ws) + (part_b ? pl.counters_b : 0);
-  sp.partial = reinterpret_cast<float*>(ws + (part_b ? pl.partial_b_off : pl.partial_off));
-  return sp;
-}
-
-int64_t tiles_of(const Params& p) { return (p.n_groups + q8m::kTileGroups - 1) / q8m::kTileGroups; }
-
-template <int NT>
-void launch_mma_nt(GgmlType type, const Params& pa, const Params* pb, const MmaPlan& pl,
-                   uint8_t* ws, cudaStream_t s) {
-  const size_t smem = static_cast<size_t>(q8m::stage_bytes(NT));
-  if (pl.splits > 1) LW_CUDA_CHECK(cudaMemsetAsync(ws, 0, static_cast<size_t>(pl.partial_off), s));
-  const int64_t per_tile = static_cast<int64_t>(pl.splits) * mma_groups(pa.n_tok);
-  const int64_t blocks_a = tiles_of(pa) * per_tile;
-  if (pb != nullptr) {
-    const int64_t blocks_b = tiles_of(*pb) * per_tile;
-    q8m::gemv_q8_mma_pair_kernel<NT>
-        <<<static_cast<unsigned>(blocks_a + blocks_b), kThreads, smem, s>>>(
-            pa, *pb, split_of(pl, ws, false, pa.n_tok), split_of(pl, ws, true, pa.n_tok),
-            static_cast<unsigned>(blocks_a));
-    LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_pair_kernel");
-    return;
-  }
-  if (type == GgmlType::Q4_K) {
-    q8m::gemv_q8_mma_kernel<GgmlType::Q4_K, NT>
-        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa,
-                                                                 split_of(pl, ws, false, pa.n_tok));
-  } else {
-    LW_CHECK(type == GgmlType::Q6_K, "gemv_q8: no tensor-core kernel for this type");
-    q8m::gemv_q8_mma_kernel<GgmlType::Q6_K, NT>
-        <<<static_cast<unsigned>(blocks_a), kThreads, smem, s>>>(pa,
-                                                                 split_of(pl, ws, false, pa.n_tok));
-  }
-  LW_CUDA_LAUNCH_CHECK("gemv_q8_mma_kernel");
-}
-
-void launch_mma(GgmlType type, const Params& pa, const Params* pb, const MmaPlan& pl, uint8_t* ws,
-                cudaStream_t s) {
-  switch (mma_tiles(pa.n_tok)) {
-    case 1:
-      launch_mma_nt<1>(type, pa, pb, pl, ws, s);
-      break;
-    case 2:
-      launch_mma_nt<2>(type, pa, pb, pl, ws, s);
-      break;
-    default:
-      launch_mma_nt<4>(type, pa, pb, pl, ws, s);
-      break;
-  }
 }
 
 }  // namespace
@@ -431,13 +332,8 @@ void gemv_q8(const GemvMatrix* mats, int n_mats, int64_t k, const float* x, int6
                  " bytes (256-byte aligned), need " + std::to_string(need));
     uint8_t* act = static_cast<uint8_t*>(workspace) + plan.act_off;
     if (mma) {
-      // Tokens x up to 8 blocks of a row's super-blocks; the RMSNorm (if any) first.
-      p.stride = sb_stride(k);
-      const dim3 grid(static_cast<unsigned>(n_tok),
-                      static_cast<unsigned>(std::clamp<int64_t>(k / 256 / kWarps, 1, 8)));
-      q8m::quantize_sb_kernel<<<grid, kThreads, 0, s>>>(x, ldx, k, act, p.stride, p.norm_w,
-                                                        p.norm_eps, p.norm_out);
-      LW_CUDA_LAUNCH_CHECK("quantize_sb_kernel");
+      p.stride = gemv_q8_sb_stride(k);
+      quantize_act_q8_sb(x, ldx, k, n_tok, act, stream, norm);
     } else {
       quantize_act_q8(x, ldx, k, n_tok, act, stream);
     }

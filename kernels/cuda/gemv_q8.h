@@ -54,6 +54,19 @@ size_t gemv_q8_workspace_bytes(const GemvMatrix* mats, int n_mats, int64_t k, in
 void quantize_act_q8(const float* x, int64_t ldx, int64_t k, int n_tok, void* out,
                      CudaStream stream);
 
+// The tensor-core kernel's activations (act_q8x2.cuh, super-block format), bytes per token:
+//   int8 hi[k] | int8 lo[k] | f32 dl[k / 256] in 16-byte slots ([0] used)
+// with x[j] ~ dl[j / 256] * (254 hi[j] + lo[j]), error at most dl / 2 = amax / 64516 of the
+// 256 values.
+int64_t gemv_q8_sb_stride(int64_t k);
+
+struct GemvQ8Norm;
+// Quantizes n_tok rows of x (stride ldx floats, 16-byte aligned, k % 256 == 0) into `out`
+// (n_tok * gemv_q8_sb_stride(k) bytes, 16-byte aligned); with norm, the RMSNorm first (and
+// norm->out, stride ldx, receives the normalized rows when set).
+void quantize_act_q8_sb(const float* x, int64_t ldx, int64_t k, int n_tok, void* out,
+                        CudaStream stream, const GemvQ8Norm* norm = nullptr);
+
 // RMSNorm fused in front of the product: the matrices multiply y = (x * s) * weight with
 // s = 1 / sqrt(mean(x^2) + eps) per token (x is the raw input), and `out` (when set, stride
 // ldx) receives y as the rms_norm op would (written by one block; out must not overlap x).

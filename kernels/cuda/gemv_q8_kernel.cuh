@@ -74,14 +74,6 @@ __device__ __forceinline__ void norm_scales(const float* x, int64_t ldx, int64_t
   __syncthreads();
 }
 
-__global__ void __launch_bounds__(kThreads)
-    quantize_kernel(const float* x, int64_t ldx, int64_t k, int n_tok, uint8_t* out,
-                    int64_t stride) {
-  const int64_t w = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> 5;
-  quant_tokens(x, ldx, k, n_tok, out, stride, w, static_cast<int64_t>(gridDim.x) * kWarps,
-               threadIdx.x & 31);
-}
-
 // ---- the GEMV kernel ------------------------------------------------------------------------
 struct WMat {
   const uint8_t* w;

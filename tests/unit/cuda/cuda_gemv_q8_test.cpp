@@ -5,6 +5,8 @@
 //     [-127, 127], the 16-value sums equal to those of the represented values; zero blocks,
 //     huge and tiny values,
 //     a row that is not a multiple of 256 and a row stride that is not k;
+//   - quantize_act_q8_sb (the tensor-core kernel's format, one dl per 256 values): the same
+//     bound per super-block, zero / huge / tiny super-blocks;
 //   - gemv_q8 vs matmul_ref: normalized error <= 1e-4 (~15-bit activations, exact weights,
 //     f32 sums) for every covered type on the dp4a kernel (1..8 tokens, both rows-per-warp
 //     shapes) and for Q4_K / Q6_K on the tensor-core kernel (1..32 tokens: partial 4-token
@@ -20,6 +22,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
@@ -73,26 +76,65 @@ std::vector<float> tricky_x(int n_tok, int64_t k, uint32_t seed) {
   return x;
 }
 
+// n_tok rows of tricky_x at row stride ldx = k + 12 (not k), quantized on the GPU by
+// `quantize` into a 0xA5-filled buffer of n_tok * stride bytes; returns (x, the bytes).
+template <typename Quantize>
+std::pair<std::vector<float>, std::vector<uint8_t>> quantized_rows(int n_tok, int64_t k,
+                                                                   int64_t stride, uint32_t seed,
+                                                                   Quantize quantize) {
+  const int64_t ldx = k + 12;
+  std::vector<float> x(static_cast<size_t>(n_tok) * ldx, 0.f);
+  const std::vector<float> xs = tricky_x(n_tok, k, seed);
+  for (int t = 0; t < n_tok; ++t) std::memcpy(&x[t * ldx], &xs[t * k], k * sizeof(float));
+  cuda::GpuBuffer xb = upload_bytes(x.data(), x.size() * sizeof(float));
+  cuda::GpuBuffer qb(static_cast<size_t>(n_tok * stride));
+  cuda::dev_fill_bytes(qb.get(), 0xA5, qb.size());
+  quantize(xb.as<float>(), ldx, qb.get());
+  cuda::device_synchronize("quantize");
+  std::vector<uint8_t> got(qb.size());
+  cuda::copy_to_host(got.data(), qb.get(), got.size());
+  return {std::move(x), std::move(got)};
+}
+
+// One block of `len` values from column c0 of token t's row: dl == amax / 32258, and every
+// value within dl / 2 of dl (254 hi + lo) with both planes in [-127, 127]. Reports up to
+// 5 - bad failures and returns how many it reported.
+int check_block(const float* row, const int8_t* hi, const int8_t* lo, float dl, int64_t c0, int len,
+                int t, int bad) {
+  int found = 0;
+  float amax = 0.f;
+  for (int j = 0; j < len; ++j) amax = std::max(amax, std::fabs(row[c0 + j]));
+  if (!(std::fabs(dl - amax / 32258.0f) <= 1e-6f * amax / 32258.0f)) {
+    ADD_FAILURE() << "token " << t << " block at " << c0 << ": dl " << dl << ", want "
+                  << amax / 32258.0f;
+    ++found;
+  }
+  for (int j = 0; j < len && bad + found < 5; ++j) {
+    const int64_t c = c0 + j;
+    const double back = static_cast<double>(dl) * (254.0 * hi[c] + lo[c]);
+    const double bound = 0.5001 * dl + 1e-6 * std::fabs(row[c]);
+    if (hi[c] < -127 || lo[c] < -127 || !(std::fabs(back - row[c]) <= bound)) {
+      ADD_FAILURE() << "token " << t << " col " << c << ": x " << row[c] << ", planes "
+                    << int(hi[c]) << "/" << int(lo[c]) << " give " << back;
+      ++found;
+    }
+  }
+  return found;
+}
+
 TEST(CudaQuantAct, TwoPlanesWithinTheirBound) {
   LW_REQUIRE_GPU();
   cuda::set_device(0);
   for (int64_t k : {32, 352, 1024, 4352}) {
     SCOPED_TRACE("k=" + std::to_string(k));
     const int n_tok = 3;
-    const int64_t ldx = k + 12;  // a row stride that is not k
-    std::vector<float> x(static_cast<size_t>(n_tok) * ldx, 0.f);
-    const std::vector<float> xs = tricky_x(n_tok, k, 7 + static_cast<uint32_t>(k));
-    for (int t = 0; t < n_tok; ++t) std::memcpy(&x[t * ldx], &xs[t * k], k * sizeof(float));
-    const int64_t stride = cuda::gemv_q8_act_stride(k);
+    const int64_t ldx = k + 12, stride = cuda::gemv_q8_act_stride(k);
     ASSERT_EQ(stride % 16, 0);
     ASSERT_GE(stride, 2 * k + k / 8 + k / 4);
-    cuda::GpuBuffer xb = upload_bytes(x.data(), x.size() * sizeof(float));
-    cuda::GpuBuffer qb(static_cast<size_t>(n_tok * stride));
-    cuda::dev_fill_bytes(qb.get(), 0xA5, qb.size());
-    cuda::quantize_act_q8(xb.as<float>(), ldx, k, n_tok, qb.get(), nullptr);
-    cuda::device_synchronize("quantize_act_q8");
-    std::vector<uint8_t> got(qb.size());
-    cuda::copy_to_host(got.data(), qb.get(), got.size());
+    const auto [x, got] = quantized_rows(n_tok, k, stride, 7 + static_cast<uint32_t>(k),
+                                         [&](const float* xd, int64_t ld, void* out) {
+                                           cuda::quantize_act_q8(xd, ld, k, n_tok, out, nullptr);
+                                         });
     int bad = 0;
     for (int t = 0; t < n_tok && bad < 5; ++t) {
       const uint8_t* tok = got.data() + t * stride;
@@ -102,23 +144,7 @@ TEST(CudaQuantAct, TwoPlanesWithinTheirBound) {
       const auto* xsum = reinterpret_cast<const float*>(tok + 2 * k + k / 8);
       const float* row = &x[t * ldx];
       for (int64_t b = 0; b < k / 32 && bad < 5; ++b) {
-        float amax = 0.f;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(row[32 * b + j]));
-        if (!(std::fabs(dl[b] - amax / 32258.0f) <= 1e-6f * amax / 32258.0f)) {
-          ADD_FAILURE() << "token " << t << " block " << b << ": dl " << dl[b] << ", want "
-                        << amax / 32258.0f;
-          ++bad;
-        }
-        for (int j = 0; j < 32 && bad < 5; ++j) {
-          const int64_t c = 32 * b + j;
-          const double back = static_cast<double>(dl[b]) * (254.0 * hi[c] + lo[c]);
-          const double bound = 0.5001 * dl[b] + 1e-6 * std::fabs(row[c]);
-          if (hi[c] < -127 || lo[c] < -127 || !(std::fabs(back - row[c]) <= bound)) {
-            ADD_FAILURE() << "token " << t << " col " << c << ": x " << row[c] << ", planes "
-                          << int(hi[c]) << "/" << int(lo[c]) << " give " << back;
-            ++bad;
-          }
-        }
+        bad += check_block(row, hi, lo, dl[b], 32 * b, 32, t, bad);
       }
       for (int64_t g = 0; g < k / 16 && bad < 5; ++g) {
         // The sum of the represented values, dl * sum(254 hi + lo) (one f32 rounding).
@@ -141,6 +167,36 @@ bool has_mma(GgmlType type) { return type == GgmlType::Q4_K || type == GgmlType:
 
 const char* kernel_str(Kernel k) {
   return k == Kernel::kMma ? "mma" : k == Kernel::kDp4a ? "dp4a" : "auto";
+}
+
+// The tensor-core kernel's format: one dl per 256 values (amax / 32258), every value within
+// dl / 2 of its two planes, planes in [-127, 127]; a zero super-block gives dl 0 and zero
+// planes; huge and tiny super-blocks get their own scale.
+TEST(CudaQuantAct, SuperBlockPlanesWithinTheirBound) {
+  LW_REQUIRE_GPU();
+  cuda::set_device(0);
+  for (int64_t k : {256, 1280, 4352}) {
+    SCOPED_TRACE("k=" + std::to_string(k));
+    const int n_tok = 3;
+    const int64_t ldx = k + 12, stride = cuda::gemv_q8_sb_stride(k);
+    ASSERT_EQ(stride % 16, 0);
+    ASSERT_GE(stride, 2 * k + k / 64);
+    const auto [x, got] = quantized_rows(n_tok, k, stride, 11 + static_cast<uint32_t>(k),
+                                         [&](const float* xd, int64_t ld, void* out) {
+                                           cuda::quantize_act_q8_sb(xd, ld, k, n_tok, out, nullptr);
+                                         });
+    int bad = 0;
+    for (int t = 0; t < n_tok && bad < 5; ++t) {
+      const uint8_t* tok = got.data() + t * stride;
+      const auto* hi = reinterpret_cast<const int8_t*>(tok);
+      const auto* lo = reinterpret_cast<const int8_t*>(tok + k);
+      const auto* dl = reinterpret_cast<const float*>(tok + 2 * k);
+      const float* row = &x[t * ldx];
+      for (int64_t b = 0; b < k / 256 && bad < 5; ++b) {
+        bad += check_block(row, hi, lo, dl[4 * b], 256 * b, 256, t, bad);
+      }
+    }
+  }
 }
 
 struct Case {
