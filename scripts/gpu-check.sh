@@ -14,7 +14,8 @@
 # the default list) | dequant (pp512 with LW_CUDA_DEQUANT_V2=0 and 1, ncu
 # of the dequant kernels; not in the default list) | mma (the tensor-core int8 GEMV on and
 # off: tg128, 32-session decode, ncu of its launches; not in the default list) | batch (the
-# 32-session step per BATCH_VARIANTS, all layers and layers 0-1; not in the default list).
+# 32-session step per BATCH_VARIANTS, all layers and layers 0-1; not in the default list) |
+# tg (tg128 per TG_VARIANTS, twice, interleaved; not in the default list).
 # Environment: PHASES (default: all but smallcfg, in that order), TESTS_FILTER (gtest
 # filter of the tests phase, default all), MEMCHECK_FILTER (gtest filter of memcheck),
 # SMALL_CFGS (smallcfg indices, default 0-5), WORK (scratch for the models, default /tmp/lw-gpu-work), BENCH_REPS (3).
@@ -220,6 +221,16 @@ if want batch && [[ -f "$M7.store/manifest.json" ]]; then
         "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda --layers $layers -p 0 -n 32 \
         --batch-sessions 32 --reps 2 --bw-mib 0)
       note "batch $v layers $layers: $(grep -E '^\| tg[0-9]+x' "$OUT/bench.log" | tail -n 1)"
+    done
+  done
+fi
+if want tg && [[ -f "$M7.store/manifest.json" ]]; then
+  # tg128 per variant (TG_VARIANTS as BATCH_VARIANTS), the list run twice, interleaved.
+  for round in 1 2; do
+    for v in ${TG_VARIANTS:--}; do
+      (if [[ $v != - ]]; then export ${v//,/ }; fi; LOG=bench run_phase "tg $v" 45 \
+        "$BIN/layerwire" bench --fragments "$M7.store" --backend cuda -p 0 -n 128 --reps 2 --bw-mib 0)
+      note "tg $v (round $round): $(grep -E '^\| tg' "$OUT/bench.log" | tail -n 1)"
     done
   done
 fi
